@@ -1,0 +1,27 @@
+"""Datasets for one-class experiments: loading, one-class tasks, preprocessing.
+
+Offline first: explicit folder, $DSPLIT_DATA_DIR, Debian's packages, and only
+then tensorflow-datasets (see `sources`).
+"""
+
+from dsplit_jax.data import preprocessing
+from dsplit_jax.data.errors import DataError
+from dsplit_jax.data.folder import load_image_files
+from dsplit_jax.data.one_class import OneClassTask
+from dsplit_jax.data.one_class import one_class_task
+from dsplit_jax.data.sources import DATASETS
+from dsplit_jax.data.sources import class_names
+from dsplit_jax.data.sources import load
+from dsplit_jax.data.sources import num_classes
+
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "OneClassTask",
+    "class_names",
+    "load",
+    "load_image_files",
+    "num_classes",
+    "one_class_task",
+    "preprocessing",
+]

@@ -1,0 +1,28 @@
+"""Shared fixtures. Real datasets come only through $DSPLIT_DATA_DIR (CI sets it)."""
+
+import os
+import pathlib
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def datasets_dir():
+  """The folder $DSPLIT_DATA_DIR names; tests needing real data skip without it."""
+  root = os.environ.get("DSPLIT_DATA_DIR")
+  if not root:
+    pytest.skip("DSPLIT_DATA_DIR is unset (CI sets it to the shared datasets folder)")
+  return pathlib.Path(root)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(datasets_dir):
+  """$DSPLIT_DATA_DIR/mnist with the four IDX files, else skip."""
+  path = datasets_dir / "mnist"
+  names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+  missing = [n for n in names
+             if not (path / n).is_file() and not (path / f"{n}.gz").is_file()]
+  if missing:
+    pytest.skip(f"{path} lacks {', '.join(missing)}[.gz]")
+  return path
