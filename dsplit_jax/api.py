@@ -1,0 +1,136 @@
+"""A detector for one's own images: fit on normal images, score new ones, save, load.
+
+    clf = dsplit_jax.OneClassClassifier(preset="cpu").fit(good_images)
+    scores = clf.score(new_images)        # higher = more abnormal
+    clf.save("detector"); clf = dsplit_jax.OneClassClassifier.load("detector")
+
+It runs the same pipeline as the benchmarks, with a single job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import flax.serialization
+import jax
+import ml_collections
+import numpy as np
+
+from dsplit_jax import configs
+from dsplit_jax import loop
+from dsplit_jax import runner
+from dsplit_jax import train
+
+_SCORED_BY = {"dsplit": "params", "nnwds": "params", "naive_nn": "params", "ssim": "ae_params"}
+
+
+def default_preset() -> str:
+  """`paper` when JAX sees an accelerator, else `cpu`."""
+  return "cpu" if jax.default_backend() == "cpu" else "paper"
+
+
+def as_images(images, image_shape=None) -> np.ndarray:
+  """uint8 or [0, 1] float images, [N,H,W] or [N,H,W,C], as float32 [N,H,W,C]."""
+  x = np.asarray(images)
+  if x.ndim == 3:
+    x = x[..., None]
+  if x.ndim != 4 or x.shape[0] == 0:
+    raise ValueError(f"expected a non-empty batch of images [N,H,W(,C)], got shape {x.shape}")
+  if x.dtype == np.uint8:
+    x = x.astype(np.float32) / 255.0
+  else:
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
+      raise ValueError("float images must be finite and in [0, 1] (or pass uint8)")
+  if image_shape is not None and tuple(x.shape[1:]) != tuple(image_shape):
+    raise ValueError(f"images have shape {x.shape[1:]}, the detector was fit on {tuple(image_shape)}")
+  if x.shape[1] != x.shape[2] or x.shape[1] % 4:
+    raise ValueError(f"images must be square with a side that is a multiple of 4, got "
+                     f"{x.shape[1]}x{x.shape[2]} (resize them, e.g. data.load_image_files)")
+  return x
+
+
+class OneClassClassifier:
+  """The paper's one-class classifier (or an ablation: `method`) for any square images."""
+
+  def __init__(self, preset: str | None = None, *, method: str = "dsplit", rho: float = 10.0,
+               seed: int = 0, config: ml_collections.ConfigDict | None = None):
+    if method not in _SCORED_BY:
+      raise ValueError(f"method must be one of {', '.join(_SCORED_BY)}, got {method!r}")
+    self.config = config if config is not None else configs.get_preset(preset or default_preset())
+    self.config.method, self.config.rho, self.config.seeds = method, float(rho), (int(seed),)
+    self.config.dataset, self.config.normal_classes = "folder", (0,)
+    self.image_shape = None
+    self._fitted = None
+
+  def fit(self, images, *, workdir: str | None = None, progress=None) -> "OneClassClassifier":
+    """Trains on normal images only; `workdir` makes the training resumable."""
+    x = as_images(images)
+    if len(x) < 4:
+      raise ValueError(f"need at least 4 normal images to split and pair, got {len(x)}")
+    runner.validate_training(self.config)
+    n = len(x)
+    jobs = runner.Jobs("custom", [0], [int(self.config.seeds[0])], x, np.arange(n),
+                       np.arange(n, dtype=np.int32)[None], np.array([n], np.int32), None, None)
+    run_dir = os.path.join(workdir, "run") if workdir else None
+    if run_dir:
+      runner.check_run_dir(run_dir, self.config)
+    fitted = runner.fit(self.config, self.config.method, jobs, workdir=workdir, run_dir=run_dir,
+                        progress=progress or loop.Progress())
+    self._fitted = {k: fitted[k] for k in (_SCORED_BY[self.config.method],)}
+    self.image_shape = tuple(x.shape[1:])
+    return self
+
+  def score(self, images) -> np.ndarray:
+    """Anomaly scores, higher = more abnormal."""
+    if self._fitted is None:
+      raise RuntimeError("call fit() or load() first")
+    x = as_images(images, self.image_shape)
+    return runner.score(self.config, self.config.method, self._fitted, x)[0]
+
+  def save(self, path: str) -> None:
+    if self._fitted is None:
+      raise RuntimeError("nothing to save: call fit() first")
+    os.makedirs(path, exist_ok=True)
+    meta = {"config": json.loads(self.config.to_json_best_effort()),
+            "image_shape": list(self.image_shape)}
+    with open(os.path.join(path, "detector.json"), "w") as f:
+      json.dump(meta, f, indent=2)
+    with open(os.path.join(path, "params.msgpack"), "wb") as f:
+      f.write(flax.serialization.to_bytes(self._fitted))
+
+  @classmethod
+  def load(cls, path: str) -> "OneClassClassifier":
+    meta_path = os.path.join(path, "detector.json")
+    if not os.path.exists(meta_path):
+      raise FileNotFoundError(f"{meta_path}: no saved detector here")
+    meta = json.load(open(meta_path))
+    config = ml_collections.ConfigDict(meta["config"])
+    config = _tuples(config)
+    clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0])
+    clf.image_shape = tuple(meta["image_shape"])
+    template = _template(config, clf.image_shape)
+    with open(os.path.join(path, "params.msgpack"), "rb") as f:
+      clf._fitted = flax.serialization.from_bytes(template, f.read())
+    return clf
+
+
+def _tuples(config):
+  """JSON turned tuples into lists; model widths must be hashable tuples again."""
+  for key in ("conv_features", "dense_features", "ae_conv_features"):
+    config.model[key] = tuple(config.model[key])
+  config.seeds, config.normal_classes = tuple(config.seeds), tuple(config.normal_classes)
+  return config
+
+
+def _template(config, image_shape):
+  """Parameter shapes of a fitted detector, stacked over one job, for deserialising."""
+  x = np.zeros((2,) + tuple(image_shape), np.float32)
+  key = jax.random.PRNGKey(0)
+  if _SCORED_BY[config.method] == "params":
+    model = train.make_classifier(config)
+    params = model.init(key, x, method=model.init_all)
+  else:
+    params = train.make_autoencoder(config, image_shape).init(key, x)
+  return {_SCORED_BY[config.method]: jax.tree.map(lambda a: np.asarray(a)[None], params)}

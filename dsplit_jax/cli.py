@@ -1,0 +1,135 @@
+"""What the command line does once flags are parsed: config, validation, the runs."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import os
+import sys
+
+import jax
+import ml_collections
+
+from dsplit_jax import api
+from dsplit_jax import configs
+from dsplit_jax import data
+from dsplit_jax import loop
+from dsplit_jax import runner
+
+
+def _parse_list(text: str, what: str, allowed=None) -> list:
+  items = [t.strip() for t in str(text).split(",") if t.strip()]
+  if not items:
+    raise ValueError(f"empty {what}")
+  return items
+
+
+def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_seeds,
+                      data_dir, overrides) -> tuple[ml_collections.ConfigDict, list[str]]:
+  """The one place where flags become config fields."""
+  chosen = preset or api.default_preset()
+  config = configs.get_preset(chosen)
+  if not preset:
+    print(f"preset: {chosen} (JAX backend: {jax.default_backend()}; pass --preset to choose)")
+  config.dataset = dataset
+  if dataset not in data.DATASETS:
+    raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(data.DATASETS)}")
+  config.data_dir = data_dir or ""
+  methods = runner.METHODS if method == "all" else _parse_list(method, "method")
+  for m in methods:
+    if m not in runner.METHODS:
+      raise ValueError(f"unknown method {m!r}; choose one of {', '.join(runner.METHODS)}, all")
+  config.method = methods[0]
+  if rho is not None:
+    config.rho = float(rho)
+  if num_seeds < 1 or seed < 0:
+    raise ValueError(f"need --seed >= 0 and --num_seeds >= 1, got {seed} and {num_seeds}")
+  config.seeds = tuple(range(seed, seed + num_seeds))
+  if normal_class == "all":
+    n = data.num_classes(dataset, config.data_dir or None)
+    config.normal_classes = tuple(range(n))
+  else:
+    try:
+      config.normal_classes = tuple(int(c) for c in _parse_list(normal_class, "normal class"))
+    except ValueError:
+      raise ValueError(f"--normal_class must be an integer, a comma list or all, "
+                       f"got {normal_class!r}") from None
+  for item in overrides:
+    _override(config, item)
+  for m in methods:
+    config.method = m
+    runner.validate(config)
+  config.method = methods[0]
+  return config, list(methods)
+
+
+def _override(config, item: str):
+  if "=" not in item:
+    raise ValueError(f"--set wants key=value, got {item!r}")
+  key, value = item.split("=", 1)
+  parent = config
+  parts = key.split(".")
+  for p in parts[:-1]:
+    if p not in parent:
+      raise ValueError(f"--set: unknown config field {key!r}")
+    parent = parent[p]
+  if parts[-1] not in parent:
+    raise ValueError(f"--set: unknown config field {key!r}")
+  try:
+    parsed = ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    parsed = value
+  old = parent[parts[-1]]
+  if isinstance(old, tuple) and isinstance(parsed, (list, tuple)):
+    parsed = tuple(parsed)
+  elif isinstance(old, float) and isinstance(parsed, int):
+    parsed = float(parsed)
+  if old is not None and type(parsed) is not type(old):
+    raise ValueError(f"--set: {key} wants a {type(old).__name__}, got {value!r}")
+  parent[parts[-1]] = parsed
+
+
+def run(config, methods, *, workdir: str, score_dir=None, scores_csv=None) -> int:
+  """Runs every method; returns the process exit code."""
+  progress = loop.Progress()
+  try:
+    if score_dir:
+      return _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress)
+    for m in methods:
+      config.method = m
+      recs = runner.run(config, workdir, progress=progress)
+      for r in sorted(recs, key=lambda r: (r["normal_class"], r["seed"])):
+        print(f"AUC {r['dataset']} class {r['normal_class']} {r['method']} seed {r['seed']} "
+              f"rho {r['rho']:g}: {100 * r['auc']:.2f}")
+    print(f"records: {os.path.join(workdir, 'results.jsonl')}")
+    return 0
+  except (runner.ConfigError, data.DataError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+def _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress) -> int:
+  """Fits a detector on the normal class and writes a CSV of (file, score) for score_dir."""
+  if len(config.normal_classes) != 1 or len(config.seeds) != 1:
+    raise ValueError("--score_dir fits one detector: give one --normal_class and one seed")
+  size = config.image_size if config.dataset == "folder" else None
+  images, labels = data.load(config.dataset, "train", config.data_dir or None, image_size=size)
+  normal = images[labels == config.normal_classes[0]]
+  new_images, names = data.load_image_files(
+      score_dir, image_size=normal.shape[1], channels=normal.shape[-1])
+  clf = api.OneClassClassifier(config=config, method=config.method, rho=config.rho,
+                               seed=config.seeds[0])
+  clf.fit(normal, workdir=workdir, progress=progress)
+  clf.save(os.path.join(workdir, "detector"))
+  scores = clf.score(new_images)
+  out = scores_csv or os.path.join(workdir, "scores.csv")
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out + ".tmp", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["file", "score"])
+    for n, s in zip(names, scores):
+      w.writerow([n, f"{float(s):.6g}"])
+  os.replace(out + ".tmp", out)
+  print(f"detector: {os.path.join(workdir, 'detector')}; {len(names)} scores "
+        f"(higher = more abnormal): {out}")
+  return 0

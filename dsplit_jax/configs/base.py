@@ -1,0 +1,59 @@
+"""Settings shared by every preset; presets import this and change a few fields.
+
+Every hyperparameter of the library lives in a config; code never hard-codes one.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.preset = "base"
+  # What to run: main.py copies its flags here and nowhere else.
+  c.dataset = "mnist"
+  c.normal_classes = (0,)
+  c.method = "dsplit"            # dsplit naive_nn nnwds ssim dsvdd ocsvm hog_ocsvm iforest
+  c.seeds = (0,)
+  c.rho = 10.0                   # percent of normal training images called atypical
+  c.data_dir = ""
+  c.image_size = 32              # folder datasets are resized to this (multiple of 4)
+
+  # Networks (section 3.1); widths are AlexNet's in `paper`.
+  c.model = ml_collections.ConfigDict()
+  c.model.conv_features = (96, 256, 384, 384, 256)
+  c.model.dense_features = (4096, 4096)
+  c.model.ae_conv_features = (96, 256, 384, 384, 256)
+  c.model.ae_code_features = 256
+
+  # Splitting autoencoder, trained with MSE on all normal images.
+  c.ae = ml_collections.ConfigDict()
+  c.ae.steps = 6000
+  c.ae.batch_size = 64
+  c.ae.learning_rate = 1e-3
+  c.ae.weight_decay = 1e-6       # L2 on conv kernels, as for the classifier
+  c.ae.chunk_steps = 500
+  c.ae.ssim_filter_size = 11     # dm_pix.ssim defaults (Wang et al. 2004)
+
+  # Classifier: the three losses of section 2.3 applied in turn every step.
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 6000
+  c.train.batch_size = 64        # paper
+  c.train.learning_rate = 1e-4
+  c.train.weight_decay = 1e-6    # paper: L2 on every conv layer
+  c.train.atypical_fraction = 0.5  # share of atypical images in an intra-class batch
+  c.train.chunk_steps = 500
+
+  c.eval_batch_size = 500
+  # "scan": each chunk is one compiled lax.scan; "host": one compiled call per step
+  # (faster on XLA:CPU, see pipeline.compiled_chunk); "auto" picks by backend.
+  c.loop = "auto"
+
+  # Classical baselines (Table 1); filled in by dsplit_jax.baselines.
+  c.classical = ml_collections.ConfigDict()
+  c.classical.ocsvm_nu = 0.15
+  c.classical.preprocessing = "none"   # raw pixels in [0,1]; "gcn_minmax" as Ruff et al.
+  c.classical.hog_block_norm = "L1"
+  c.classical.iforest_trees = 100
+
+  c.dsvdd = ml_collections.ConfigDict()
+  return c

@@ -1,0 +1,24 @@
+"""A budget for a 2-core CPU: one MNIST class in a few minutes.
+
+  python -m dsplit_jax.main --preset=cpu --dataset=mnist --normal_class=0
+
+A narrower AlexNet (same layer order) and fewer steps; the paper's batch size, rho and
+L2 decay are kept. Measured results are in BUILD_NOTES.md.
+"""
+
+from dsplit_jax.configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.preset = "cpu"
+  c.model.conv_features = (16, 32, 48, 48, 32)
+  c.model.dense_features = (128, 128)
+  c.model.ae_conv_features = (16, 32, 48, 48, 32)
+  c.model.ae_code_features = 32
+  c.ae.steps = 1000
+  c.ae.chunk_steps = 250
+  c.train.steps = 1000
+  c.train.learning_rate = 1e-3
+  c.train.chunk_steps = 250
+  return c

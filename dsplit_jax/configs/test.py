@@ -1,0 +1,21 @@
+"""Tiny networks and a few steps, for the test suite only."""
+
+from dsplit_jax.configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.preset = "test"
+  c.model.conv_features = (4, 8, 8, 8, 8)
+  c.model.dense_features = (16, 16)
+  c.model.ae_conv_features = (4, 8, 8, 8, 8)
+  c.model.ae_code_features = 8
+  c.ae.steps = 20
+  c.ae.chunk_steps = 10
+  c.ae.batch_size = 16
+  c.train.steps = 20
+  c.train.chunk_steps = 10
+  c.train.batch_size = 16
+  c.train.learning_rate = 1e-3
+  c.eval_batch_size = 256
+  return c

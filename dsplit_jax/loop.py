@@ -1,0 +1,106 @@
+"""Chunked training loop: compiled chunks of steps, progress and checkpoints between them.
+
+The step loop itself lives inside `chunk_fn` (a `lax.scan`, jitted and vmapped over
+jobs); the host only sees one call per chunk, which is where progress is printed,
+the state is checkpointed and non-finite losses stop the run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+from absl import logging
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss became NaN or infinite; training stops rather than wasting the budget."""
+
+
+def every(step: int, interval: int, total: int) -> bool:
+  """The one helper deciding periodic actions: true every `interval` steps and at the end."""
+  return step == total or (interval > 0 and step % interval == 0)
+
+
+class Progress:
+  """Prints phase, step, losses, steps/s and ETA; also keeps them for tests."""
+
+  def __init__(self, printer: Callable[[str], None] | None = None):
+    self.printer = printer or (lambda line: print(line, flush=True))
+    self.history: list[dict[str, Any]] = []
+    self._start: dict[str, tuple[float, int]] = {}
+
+  def __call__(self, phase: str, step: int, total: int, metrics: dict[str, float]):
+    now = time.time()
+    t0, s0 = self._start.setdefault(phase, (now, step))
+    rate = (step - s0) / (now - t0) if now > t0 and step > s0 else float("nan")
+    eta = (total - step) / rate if rate == rate and rate > 0 else float("nan")
+    self.history.append(dict(phase=phase, step=step, total=total, **metrics))
+    losses = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+    eta_txt = "?" if eta != eta else f"{eta:.0f}s"
+    self.printer(f"[{phase}] step {step}/{total} {losses} "
+                 f"({rate:.2f} steps/s, ETA {eta_txt})")
+
+  def restart_clock(self, phase: str, step: int):
+    self._start[phase] = (time.time(), step)
+
+
+def _manager(ckpt_dir: str) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.abspath(ckpt_dir),
+      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+
+
+def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, dict]],
+              *, total_steps: int, chunk_steps: int, ckpt_dir: str | None,
+              progress: Progress | None = None) -> Any:
+  """Runs `total_steps` steps as chunks of `chunk_steps`, resuming from `ckpt_dir`.
+
+  `chunk_fn(state, start_step) -> (state, metrics)` runs `chunk_steps` steps from
+  `start_step`; its metrics are arrays whose mean is reported. `total_steps` must be
+  a multiple of `chunk_steps` so that a resumed run takes exactly the same steps.
+  """
+  if total_steps % chunk_steps:
+    raise ValueError(f"{name}: total_steps={total_steps} is not a multiple of "
+                     f"chunk_steps={chunk_steps}")
+  manager = _manager(os.path.join(ckpt_dir, name)) if ckpt_dir else None
+  step = 0
+  if manager is not None and manager.latest_step() is not None:
+    step = manager.latest_step()
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    logging.info("%s: resumed from step %d in %s", name, step, ckpt_dir)
+    if progress is not None:
+      progress.printer(f"[{name}] resumed at step {step}/{total_steps}")
+  if progress is not None:
+    progress.restart_clock(name, step)
+  while step < total_steps:
+    state, metrics = chunk_fn(state, np.int32(step))
+    step += chunk_steps
+    metrics = {k: float(np.mean(np.asarray(v))) for k, v in metrics.items()}
+    bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+    if bad:
+      raise NonFiniteLossError(f"{name}: non-finite {', '.join(bad)} at step {step}")
+    if manager is not None:
+      manager.save(step, args=ocp.args.StandardSave(state))
+    if progress is not None:
+      progress(name, step, total_steps, metrics)
+  if manager is not None:
+    manager.wait_until_finished()
+    manager.close()
+  return state
+
+
+def phase_done(name: str, ckpt_dir: str | None, total_steps: int) -> bool:
+  """Whether a phase's checkpoint already holds the last step."""
+  if not ckpt_dir or not os.path.isdir(os.path.join(ckpt_dir, name)):
+    return False
+  manager = _manager(os.path.join(ckpt_dir, name))
+  try:
+    return manager.latest_step() == total_steps
+  finally:
+    manager.close()

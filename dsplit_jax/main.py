@@ -1,0 +1,57 @@
+"""Command line: parses flags into a config and runs it.
+
+  python -m dsplit_jax.main --dataset=mnist --normal_class=0
+  python -m dsplit_jax.main --dataset=mnist --normal_class=all --num_seeds=2 --preset=cpu
+  python -m dsplit_jax.main --dataset=folder --data_dir=GOOD --score_dir=NEW --scores_csv=s.csv
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+
+_PRESET = flags.DEFINE_string("preset", None, "paper (accelerators) or cpu; default: paper "
+                              "when JAX sees an accelerator, else cpu.")
+_DATASET = flags.DEFINE_string("dataset", "mnist", "mnist, fashion_mnist, cifar10 or folder.")
+_NORMAL_CLASS = flags.DEFINE_string("normal_class", "0", "A class index, a comma list, or all.")
+_METHOD = flags.DEFINE_string("method", "dsplit", "dsplit, naive_nn, nnwds, ssim, dsvdd, "
+                              "ocsvm, hog_ocsvm, iforest, a comma list, or all.")
+_RHO = flags.DEFINE_float("rho", None, "Percent of normal training images called atypical.")
+_SEED = flags.DEFINE_integer("seed", 0, "First seed.")
+_NUM_SEEDS = flags.DEFINE_integer("num_seeds", 1, "Seeds seed .. seed+num_seeds-1.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the dataset is (else "
+                                "$DSPLIT_DATA_DIR, Debian's datasets, tensorflow-datasets).")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir", "Records, checkpoints, scores.")
+_SCORE_DIR = flags.DEFINE_string("score_dir", None, "Folder of new images to score with a "
+                                 "detector fit on the normal class (writes --scores_csv).")
+_SCORES_CSV = flags.DEFINE_string("scores_csv", None, "CSV of file name and score; default "
+                                  "<workdir>/scores.csv.")
+_OVERRIDE = flags.DEFINE_multi_string("set", [], "Config override, e.g. --set=train.steps=200.")
+
+
+def _fail(message: str):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  from dsplit_jax import cli  # After flag parsing: keeps --help fast.
+  logging.info("JAX devices: %s", jax.devices())
+  try:
+    config, methods = cli.config_from_flags(
+        preset=_PRESET.value, dataset=_DATASET.value, normal_class=_NORMAL_CLASS.value,
+        method=_METHOD.value, rho=_RHO.value, seed=_SEED.value, num_seeds=_NUM_SEEDS.value,
+        data_dir=_DATA_DIR.value, overrides=_OVERRIDE.value)
+  except ValueError as e:
+    _fail(str(e))
+  code = cli.run(config, methods, workdir=_WORKDIR.value, score_dir=_SCORE_DIR.value,
+                 scores_csv=_SCORES_CSV.value)
+  sys.exit(code)
+
+
+if __name__ == "__main__":
+  app.run(main)

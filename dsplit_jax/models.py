@@ -1,0 +1,114 @@
+"""Networks of the paper (section 3.1), as flax linen modules.
+
+AlexNet is adapted to small images (28x28x1, 32x32x3): the 11x11/4 first layer of the
+ImageNet network would leave nothing of a 28x28 digit, so the first convolution is 5x5
+with stride 1; the rest keeps AlexNet's order (5 convolutions, 3 overlapping 3x3/2 max
+pools, 2 dense layers, output layer). Widths come from the config so that the `cpu`
+preset can train a narrower copy. The exact layer table is in BUILD_NOTES.md.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def _pool(x):
+  return nn.max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
+
+
+class AlexNetFeatures(nn.Module):
+  """Feature extraction subnetwork: input up to the second-last AlexNet layer (z)."""
+  conv_features: Sequence[int] = (96, 256, 384, 384, 256)
+  dense_features: Sequence[int] = (4096, 4096)
+
+  @nn.compact
+  def __call__(self, x):
+    c1, c2, c3, c4, c5 = self.conv_features
+    x = _pool(nn.relu(nn.Conv(c1, (5, 5), name="conv1")(x)))
+    x = _pool(nn.relu(nn.Conv(c2, (5, 5), name="conv2")(x)))
+    x = nn.relu(nn.Conv(c3, (3, 3), name="conv3")(x))
+    x = nn.relu(nn.Conv(c4, (3, 3), name="conv4")(x))
+    x = _pool(nn.relu(nn.Conv(c5, (3, 3), name="conv5")(x)))
+    x = x.reshape(x.shape[:-3] + (-1,))
+    for i, width in enumerate(self.dense_features):
+      x = nn.relu(nn.Dense(width, name=f"dense{i + 1}")(x))
+    return x
+
+
+class OneClassNet(nn.Module):
+  """Feature extractor + classification output (one logit) + distance head.
+
+  The distance subnetwork is the subtraction dz = z_i - z_j followed by one dense
+  layer; sigmoid of its logit is dist(z_i, z_j) in [0, 1]. It is used in training only.
+  """
+  conv_features: Sequence[int] = (96, 256, 384, 384, 256)
+  dense_features: Sequence[int] = (4096, 4096)
+
+  def setup(self):
+    self.features = AlexNetFeatures(self.conv_features, self.dense_features)
+    self.classifier = nn.Dense(1)
+    self.distance = nn.Dense(1)
+
+  def __call__(self, x):
+    """Returns (logit of "atypical/abnormal", latent z)."""
+    z = self.features(x)
+    return self.classifier(z)[..., 0], z
+
+  def distance_logit(self, z_i, z_j):
+    return self.distance(z_i - z_j)[..., 0]
+
+  def init_all(self, x):
+    logit, z = self(x)
+    return logit, self.distance_logit(z, z)
+
+
+def _bottleneck_size(image_size: int) -> int:
+  if image_size % 4:
+    raise ValueError(f"image size {image_size} must be a multiple of 4 for the autoencoder")
+  return image_size // 4
+
+
+class Autoencoder(nn.Module):
+  """Splitting autoencoder: AlexNet-like encoder whose dense layers are one convolution.
+
+  Encoder: two strided 5x5 convolutions (the downsampling AlexNet does with stride and
+  pooling), three 3x3 convolutions, and one convolution whose kernel covers the whole
+  remaining map (it replaces the dense layers) giving a 1x1 code. The decoder mirrors
+  it with transposed convolutions and ends in a sigmoid since images are in [0, 1].
+  """
+  conv_features: Sequence[int] = (96, 256, 384, 384, 256)
+  code_features: int = 256
+  channels: int = 1
+  image_size: int = 28
+
+  @nn.compact
+  def __call__(self, x):
+    c1, c2, c3, c4, c5 = self.conv_features
+    s = _bottleneck_size(self.image_size)
+    x = nn.relu(nn.Conv(c1, (5, 5), strides=2, name="conv1")(x))
+    x = nn.relu(nn.Conv(c2, (5, 5), strides=2, name="conv2")(x))
+    x = nn.relu(nn.Conv(c3, (3, 3), name="conv3")(x))
+    x = nn.relu(nn.Conv(c4, (3, 3), name="conv4")(x))
+    x = nn.relu(nn.Conv(c5, (3, 3), name="conv5")(x))
+    code = nn.Conv(self.code_features, (s, s), padding="VALID", name="conv_code")(x)
+    x = nn.relu(nn.ConvTranspose(c5, (s, s), padding="VALID", name="deconv_code")(code))
+    x = nn.relu(nn.ConvTranspose(c4, (3, 3), name="deconv5")(x))
+    x = nn.relu(nn.ConvTranspose(c3, (3, 3), name="deconv4")(x))
+    x = nn.relu(nn.ConvTranspose(c2, (3, 3), name="deconv3")(x))
+    x = nn.relu(nn.ConvTranspose(c1, (5, 5), strides=(2, 2), name="deconv2")(x))
+    x = nn.ConvTranspose(self.channels, (5, 5), strides=(2, 2), name="deconv1")(x)
+    return nn.sigmoid(x)
+
+
+def conv_kernel_l2(params) -> jax.Array:
+  """Sum of squared convolution kernels: the paper's L2 regularisation on every conv layer."""
+  total = jnp.zeros((), jnp.float32)
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    names = [getattr(p, "key", "") for p in path]
+    if names[-1] == "kernel" and any(str(n).startswith(("conv", "deconv")) for n in names):
+      total = total + jnp.sum(jnp.square(leaf))
+  return total

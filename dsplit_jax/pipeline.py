@@ -1,0 +1,178 @@
+"""The method's phases over a stack of jobs: autoencoder, SSIM split, classifier, scores.
+
+Each function takes arrays with a leading job axis J (one job = one normal class and
+seed) plus the shared image pool, pads J to a multiple of the device count, shards the
+job axis over a `Mesh` of all local devices, and returns numpy arrays for the real jobs.
+Padded jobs repeat the last real job and are dropped, so they never change a result.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import ml_collections
+import numpy as np
+
+from dsplit_jax import loop
+from dsplit_jax import train
+
+
+def job_keys(seeds, classes) -> np.ndarray:
+  """One key per job from (seed, class) only, so a job's randomness never depends on
+  which other jobs run beside it."""
+  return np.stack([np.asarray(jax.random.fold_in(jax.random.PRNGKey(s), c))
+                   for s, c in zip(seeds, classes)])
+
+
+def _mesh() -> Mesh:
+  return Mesh(np.array(jax.devices()), ("jobs",))
+
+
+def _pad_jobs(tree, num_jobs: int):
+  """Pads the leading job axis to a multiple of the device count by repeating the last job."""
+  n_dev = jax.device_count()
+  target = -(-num_jobs // n_dev) * n_dev
+  if target == num_jobs:
+    return tree
+  rows = np.concatenate([np.arange(num_jobs), np.full(target - num_jobs, num_jobs - 1)])
+  return jax.tree.map(lambda x: np.asarray(x)[rows], tree)
+
+
+def _shard(tree, mesh):
+  return jax.device_put(tree, NamedSharding(mesh, P("jobs")))
+
+
+def _replicate(tree, mesh):
+  return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def _unpad(tree, num_jobs):
+  return jax.tree.map(lambda x: np.asarray(x)[:num_jobs], tree)
+
+
+def compiled_chunk(body, in_axes, steps: int, mode: str):
+  """A chunk of `steps` steps of `body(state, step, *job_args)` vmapped over jobs.
+
+  mode "scan": the whole chunk is one compiled `lax.scan` (accelerators). mode "host":
+  one compiled call per step, the batch still drawn on the device from the step number;
+  XLA:CPU runs convolution gradients inside a while loop about 15x slower than outside
+  one (measured in BUILD_NOTES.md), so this is the fast path on CPU.
+  """
+  if mode == "scan":
+    def run(state, start, *args):
+      return train.run_steps(lambda s, t: body(s, t, *args), state, start, steps)
+    return jax.jit(jax.vmap(run, in_axes=(0, None) + in_axes))
+  if mode != "host":
+    raise ValueError(f"loop mode must be scan or host, got {mode!r}")
+  step_fn = jax.jit(jax.vmap(body, in_axes=(0, None) + in_axes), donate_argnums=0)
+
+  def run_host(state, start, *args):
+    history = []
+    for t in range(int(start), int(start) + steps):
+      state, metrics = step_fn(state, np.int32(t), *args)
+      history.append(metrics)
+    return state, jax.tree.map(lambda *xs: np.stack(xs, axis=1), *history)
+  return run_host
+
+
+def loop_mode(config) -> str:
+  return config.loop if config.loop != "auto" else (
+      "host" if jax.default_backend() == "cpu" else "scan")
+
+
+def _phase_keys(keys, phase):
+  return jax.vmap(lambda k: jax.random.fold_in(k, phase))(jnp.asarray(keys))
+
+
+def fit_autoencoders(config: ml_collections.ConfigDict, pool, train_idx, train_count, keys,
+                     *, ckpt_dir: str | None = None, progress=None):
+  """Trains one splitting autoencoder per job with MSE; returns stacked params."""
+  num_jobs = len(keys)
+  image_shape = pool.shape[1:]
+  model = train.make_autoencoder(config, image_shape)
+  tx = train.optimizer(config.ae.learning_rate)
+  mesh = _mesh()
+  phase_keys = _phase_keys(keys, train.PHASE_AE)
+  init_keys, step_keys = jax.vmap(lambda k: jax.random.split(k))(phase_keys).transpose(1, 0, 2)
+  init_keys, step_keys, idx, count = _shard(
+      _pad_jobs((init_keys, step_keys, train_idx, train_count), num_jobs), mesh)
+  pool = _replicate(jnp.asarray(pool), mesh)
+  state = jax.jit(jax.vmap(functools.partial(
+      train.init_ae_state, model=model, tx=tx, image_shape=image_shape)))(init_keys)
+  chunk = compiled_chunk(
+      functools.partial(train.ae_body, model=model, tx=tx, config=config),
+      (0, 0, 0, None), config.ae.chunk_steps, loop_mode(config))
+  state = loop.run_phase(
+      "autoencoder", state, lambda s, start: chunk(s, start, step_keys, idx, count, pool),
+      total_steps=config.ae.steps, chunk_steps=config.ae.chunk_steps, ckpt_dir=ckpt_dir,
+      progress=progress)
+  return _unpad(state.params, num_jobs)
+
+
+def ssim_of(config, ae_params, pool, idx, image_shape=None):
+  """SSIM of each job's images `pool[idx[j]]` with their reconstruction: [J, len(idx[j])]."""
+  num_jobs = len(idx)
+  image_shape = image_shape or pool.shape[1:]
+  model = train.make_autoencoder(config, image_shape)
+  mesh = _mesh()
+  params, idx = _shard(_pad_jobs((ae_params, idx), num_jobs), mesh)
+  pool = _replicate(jnp.asarray(pool), mesh)
+
+  @jax.jit
+  @jax.vmap
+  def run(params, idx):
+    return train.ssim_scores(params, pool[idx], model=model, config=config)
+  return _unpad(run(params, idx), num_jobs)
+
+
+def split(config, ssim_train, train_idx, train_count):
+  """Typical/atypical index arrays of every job from its training SSIM."""
+  return jax.tree.map(np.asarray, jax.vmap(functools.partial(
+      train.split_by_ssim, rho=config.rho))(jnp.asarray(ssim_train), jnp.asarray(train_idx),
+                                            jnp.asarray(train_count)))
+
+
+def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_idx,
+                    train_count, splits: train.Split | None, keys, *,
+                    ckpt_dir: str | None = None, progress=None):
+  """Trains one classifier per job with `method`'s losses; returns stacked params."""
+  num_jobs = len(keys)
+  image_shape = pool.shape[1:]
+  model = train.make_classifier(config)
+  tx = train.optimizer(config.train.learning_rate)
+  mesh = _mesh()
+  if splits is None:  # naive_nn: no split; the fields are unused but keep one shape.
+    splits = train.Split(train_idx, train_count, train_idx, train_count)
+  phase_keys = _phase_keys(keys, train.PHASE_CLASSIFIER)
+  init_keys, step_keys = jax.vmap(lambda k: jax.random.split(k))(phase_keys).transpose(1, 0, 2)
+  init_keys, step_keys, splits, idx, count = _shard(
+      _pad_jobs((init_keys, step_keys, splits, train_idx, train_count), num_jobs), mesh)
+  pool = _replicate(jnp.asarray(pool), mesh)
+  state = jax.jit(jax.vmap(functools.partial(
+      train.init_classifier_state, model=model, tx=tx, image_shape=image_shape)))(init_keys)
+  chunk = compiled_chunk(
+      functools.partial(train.classifier_body, model=model, tx=tx, config=config,
+                        method=method), (0, 0, 0, 0, None), config.train.chunk_steps,
+      loop_mode(config))
+  state = loop.run_phase(
+      method, state,
+      lambda s, start: chunk(s, start, step_keys, splits, idx, count, pool),
+      total_steps=config.train.steps, chunk_steps=config.train.chunk_steps,
+      ckpt_dir=ckpt_dir, progress=progress)
+  return _unpad(state.params, num_jobs)
+
+
+def classifier_scores(config, params, images) -> np.ndarray:
+  """Anomaly scores [J, M] of every job's classifier on the same images."""
+  num_jobs = len(jax.tree.leaves(params)[0])
+  model = train.make_classifier(config)
+  mesh = _mesh()
+  params = _shard(_pad_jobs(params, num_jobs), mesh)
+  images = _replicate(jnp.asarray(images), mesh)
+  run = jax.jit(jax.vmap(functools.partial(train.classifier_scores, model=model,
+                                           config=config), in_axes=(0, None)))
+  return _unpad(run(params, images), num_jobs)

@@ -1,0 +1,310 @@
+"""Runs one method over (normal class, seed) jobs of a dataset and writes records.
+
+All jobs of a method are trained in one vmapped, sharded program (see `pipeline`).
+The work dir holds `results.jsonl` (one record per job), `scores/` (test scores, for
+ROC plots), `splits/` (training SSIM, for Figure 1), `autoencoders/` (splitting
+autoencoders, shared by dsplit, nnwds, ssim and every rho) and `runs/` (orbax
+checkpoints and the config of each run, for resuming).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from typing import Callable
+
+from absl import logging
+import flax.serialization
+import jax
+import ml_collections
+import numpy as np
+
+from dsplit_jax import data
+from dsplit_jax import loop
+from dsplit_jax import metrics
+from dsplit_jax import pipeline
+from dsplit_jax import records
+from dsplit_jax import train
+
+METHODS = ("dsplit", "naive_nn", "nnwds", "ssim", "dsvdd", "ocsvm", "hog_ocsvm", "iforest")
+SPLIT_METHODS = ("dsplit", "nnwds", "ssim")
+CLASSICAL_METHODS = ("ocsvm", "hog_ocsvm", "iforest")
+# Fields that say which jobs run, not how: they stay out of the config hash.
+_JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method")
+
+
+class ConfigError(ValueError):
+  """Bad input found before any training starts."""
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks what can be checked without training; raises one-line ConfigError."""
+  if config.dataset not in data.DATASETS:
+    raise ConfigError(f"unknown dataset {config.dataset!r}; choose one of "
+                      f"{', '.join(data.DATASETS)}")
+  validate_training(config)
+  n = data.num_classes(config.dataset, config.data_dir or None)
+  if not config.normal_classes:
+    raise ConfigError("no normal class given")
+  for c in config.normal_classes:
+    if not 0 <= int(c) < n:
+      raise ConfigError(f"normal class {c} out of range for {config.dataset} "
+                        f"(classes 0..{n - 1})")
+
+
+def validate_training(config: ml_collections.ConfigDict) -> None:
+  """The checks that do not depend on a dataset (also used for one's own images)."""
+  if config.method not in METHODS:
+    raise ConfigError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+  if not 0 < config.rho < 100:
+    raise ConfigError(f"rho must be in (0, 100) percent, got {config.rho}")
+  if not config.seeds or any(int(s) < 0 for s in config.seeds):
+    raise ConfigError(f"seeds must be non-negative integers, got {tuple(config.seeds)}")
+  if config.image_size % 4 or config.image_size < 16:
+    raise ConfigError(f"image_size must be a multiple of 4 and >= 16, got {config.image_size}")
+  for phase in ("ae", "train"):
+    steps, chunk = config[phase].steps, config[phase].chunk_steps
+    if steps <= 0 or chunk <= 0 or steps % chunk:
+      raise ConfigError(f"{phase}.steps={steps} must be a positive multiple of "
+                        f"{phase}.chunk_steps={chunk}")
+
+
+def config_hash(config: ml_collections.ConfigDict, fields=None) -> str:
+  d = config.to_dict()
+  d = {k: v for k, v in d.items() if (k in fields if fields else k not in _JOB_FIELDS)}
+  return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass
+class Jobs:
+  """Jobs (class, seed) over one shared image pool of their training images."""
+  dataset: str
+  classes: list[int]
+  seeds: list[int]
+  pool: np.ndarray                 # float32 [P, H, W, C] in [0, 1]
+  pool_split_index: np.ndarray     # [P] position of each pool image in the train split
+  train_idx: np.ndarray            # int32 [J, Nmax] pool indices of each job's images
+  train_count: np.ndarray          # int32 [J]
+  test_images: np.ndarray | None   # float32 [M, H, W, C], the whole test split
+  test_classes: np.ndarray | None  # [M] original labels
+
+  @property
+  def keys(self):
+    return pipeline.job_keys(self.seeds, self.classes)
+
+  def subset(self, rows) -> "Jobs":
+    return dataclasses.replace(self, classes=[self.classes[r] for r in rows],
+                               seeds=[self.seeds[r] for r in rows],
+                               train_idx=self.train_idx[rows], train_count=self.train_count[rows])
+
+
+def load_jobs(config: ml_collections.ConfigDict) -> Jobs:
+  """Reads the dataset once and lays out every (class, seed) job over it."""
+  data_dir = config.data_dir or None
+  size = config.image_size if config.dataset == "folder" else None
+  images, labels = data.load(config.dataset, "train", data_dir, image_size=size)
+  classes = sorted({int(c) for c in config.normal_classes})
+  rows = [np.flatnonzero(labels == c) for c in classes]
+  for c, r in zip(classes, rows):
+    if len(r) < 4:
+      raise ConfigError(f"normal class {c} of {config.dataset} has {len(r)} training images; "
+                        "at least 4 are needed")
+  pool_rows = np.concatenate(rows)
+  pool = images[pool_rows].astype(np.float32) / 255.0
+  starts = np.cumsum([0] + [len(r) for r in rows])
+  job_classes = [c for c in classes for _ in config.seeds]
+  job_seeds = [int(s) for _ in classes for s in config.seeds]
+  counts = np.array([len(rows[classes.index(c)]) for c in job_classes], np.int32)
+  idx = np.zeros((len(job_classes), counts.max()), np.int32)
+  for j, c in enumerate(job_classes):
+    k = classes.index(c)
+    idx[j, :counts[j]] = np.arange(starts[k], starts[k + 1])
+  try:
+    test_images, test_classes = data.load(config.dataset, "test", data_dir, image_size=size)
+    test_images = test_images.astype(np.float32) / 255.0
+  except data.DataError:
+    if config.dataset != "folder":
+      raise
+    test_images = test_classes = None  # A flat folder of normal images has no test split.
+  return Jobs(config.dataset, job_classes, job_seeds, pool, pool_rows, idx, counts,
+              test_images, test_classes)
+
+
+# ------------------------------------------------------------------ fit and score
+
+def _ae_dir(workdir, config, image_shape):
+  h = config_hash(config, fields=("dataset", "model", "ae", "eval_batch_size", "image_size"))
+  return os.path.join(workdir, "autoencoders", f"{config.dataset}-{h}-{'x'.join(map(str, image_shape))}")
+
+
+def _autoencoders(config, jobs: Jobs, workdir, progress):
+  """Splitting autoencoders, trained only for jobs that have none saved yet."""
+  model = train.make_autoencoder(config, jobs.pool.shape[1:])
+  template = model.init(jax.random.PRNGKey(0), jobs.pool[:1])
+  ae_dir = _ae_dir(workdir, config, jobs.pool.shape[1:]) if workdir else None
+  paths = [os.path.join(ae_dir, f"c{c}-s{s}.msgpack") if ae_dir else None
+           for c, s in zip(jobs.classes, jobs.seeds)]
+  missing = [j for j, p in enumerate(paths) if not (p and os.path.exists(p))]
+  trained = {}
+  if missing:
+    sub = jobs.subset(missing)
+    tag = "-".join(f"c{c}s{s}" for c, s in zip(sub.classes, sub.seeds))
+    ckpt = os.path.join(ae_dir, "ckpt-" + hashlib.sha256(tag.encode()).hexdigest()[:10]) if ae_dir else None
+    params = pipeline.fit_autoencoders(config, jobs.pool, sub.train_idx, sub.train_count,
+                                       sub.keys, ckpt_dir=ckpt, progress=progress)
+    for k, j in enumerate(missing):
+      trained[j] = jax.tree.map(lambda x: x[k], params)
+      if paths[j]:
+        _atomic_write(paths[j], flax.serialization.to_bytes(trained[j]))
+  stacked = [trained[j] if j in trained else
+             flax.serialization.from_bytes(template, open(paths[j], "rb").read())
+             for j in range(len(paths))]
+  return jax.tree.map(lambda *xs: np.stack(xs), *stacked)
+
+
+def _atomic_write(path, payload: bytes):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "wb") as f:
+    f.write(payload)
+  os.replace(tmp, path)
+
+
+def fit(config, method: str, jobs: Jobs, *, workdir: str | None = None,
+        run_dir: str | None = None, progress=None) -> dict:
+  """Trains `method` for every job; returns what scoring needs (stacked over jobs)."""
+  fitted = {}
+  if method in SPLIT_METHODS:
+    fitted["ae_params"] = _autoencoders(config, jobs, workdir, progress)
+    fitted["ssim_train"] = pipeline.ssim_of(config, fitted["ae_params"], jobs.pool,
+                                            jobs.train_idx)
+    if progress:
+      progress.printer(f"[split] rho={config.rho}%: "
+                       f"{int(round(config.rho / 100 * jobs.train_count[0]))} of "
+                       f"{jobs.train_count[0]} images atypical (first job)")
+  if method in train.CLASSIFIER_METHODS:
+    splits = (pipeline.split(config, fitted["ssim_train"], jobs.train_idx, jobs.train_count)
+              if method != "naive_nn" else None)
+    fitted["params"] = pipeline.fit_classifiers(
+        config, method, jobs.pool, jobs.train_idx, jobs.train_count, splits, jobs.keys,
+        ckpt_dir=run_dir, progress=progress)
+  return fitted
+
+
+def score(config, method: str, fitted: dict, images: np.ndarray) -> np.ndarray:
+  """Anomaly scores [J, M], higher = more abnormal."""
+  if method in train.CLASSIFIER_METHODS:
+    return pipeline.classifier_scores(config, fitted["params"], images)
+  if method == "ssim":
+    num_jobs = len(jax.tree.leaves(fitted["ae_params"])[0])
+    idx = np.tile(np.arange(len(images), dtype=np.int32), (num_jobs, 1))
+    return -pipeline.ssim_of(config, fitted["ae_params"], images, idx)
+  raise ValueError(f"{method} has no fitted scorer")
+
+
+def _baseline_scores(config, method, jobs: Jobs, progress) -> np.ndarray:
+  from dsplit_jax.baselines import classical, dsvdd  # Heavy imports only when needed.
+  if method in CLASSICAL_METHODS:
+    out = []
+    for c, s, idx, n in zip(jobs.classes, jobs.seeds, jobs.train_idx, jobs.train_count):
+      task = data.OneClassTask(jobs.dataset, c, jobs.pool[idx[:n]], jobs.test_images,
+                               (jobs.test_classes != c).astype(np.int32), jobs.test_classes, [])
+      out.append(classical.run(method, task, config.classical, s))
+      if progress:
+        progress.printer(f"[{method}] class {c} seed {s} done")
+    return np.stack(out)
+  return dsvdd.run(config, jobs, progress=progress)
+
+
+# ------------------------------------------------------------------------- run
+
+def check_run_dir(run_dir, config):
+  """A run dir belongs to one config: resuming with another would mix two runs."""
+  path = os.path.join(run_dir, "config.json")
+  current = json.loads(config.to_json_best_effort())
+  current = {k: v for k, v in current.items() if k != "data_dir"}
+  if os.path.exists(path):
+    saved = json.load(open(path))
+    if saved != current:
+      diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+      raise ConfigError(f"work dir {run_dir} holds a checkpoint of a different config "
+                        f"(differs in: {', '.join(diff)}); use another --workdir or delete it")
+  else:
+    os.makedirs(run_dir, exist_ok=True)
+    _atomic_write(path, json.dumps(current, indent=2, sort_keys=True).encode())
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[dict]:
+  """Trains and scores `config.method` on every (normal class, seed); appends records.
+
+  Jobs that already have a record with the same config are skipped, and a killed run
+  resumes from its checkpoints, so running the same command again finishes the work.
+  """
+  validate(config)
+  progress = progress or loop.Progress()
+  jobs = load_jobs(config)
+  if jobs.test_images is None:
+    raise ConfigError(f"{config.dataset} in {config.data_dir} has no test split to compute "
+                      "an AUC on; use dsplit_jax.OneClassClassifier or --score_dir")
+  results = os.path.join(workdir, "results.jsonl")
+  chash = config_hash(config)
+  key = dict(dataset=config.dataset, method=config.method, rho=float(config.rho),
+             config_hash=chash)
+  todo = [j for j, (c, s) in enumerate(zip(jobs.classes, jobs.seeds))
+          if not records.has_record(results, normal_class=c, seed=s, **key)]
+  done = [r for r in records.read_records(results, **key)
+          if (r["normal_class"], r["seed"]) in set(zip(jobs.classes, jobs.seeds))]
+  if not todo:
+    progress.printer(f"[{config.method}] all {len(jobs.classes)} jobs already have "
+                     f"records in {results}")
+    return done
+  jobs = jobs.subset(todo)
+  tag = (f"{config.dataset}-{config.method}-rho{config.rho:g}-"
+         f"c{'_'.join(map(str, sorted(set(jobs.classes))))}-"
+         f"s{'_'.join(map(str, sorted(set(jobs.seeds))))}")
+  run_dir = os.path.join(workdir, "runs", tag)
+  check_run_dir(run_dir, config)
+  progress.printer(f"[{config.method}] {len(jobs.classes)} jobs (classes "
+                   f"{sorted(set(jobs.classes))} x seeds {sorted(set(jobs.seeds))}) on "
+                   f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
+  start = time.time()
+  if config.method in METHODS and config.method not in train.CLASSIFIER_METHODS + ("ssim",):
+    scores = _baseline_scores(config, config.method, jobs, progress)
+  else:
+    fitted = fit(config, config.method, jobs, workdir=workdir, run_dir=run_dir,
+                 progress=progress)
+    scores = score(config, config.method, fitted, jobs.test_images)
+    if "ssim_train" in fitted:
+      for j, (c, s) in enumerate(zip(jobs.classes, jobs.seeds)):
+        n = jobs.train_count[j]
+        _save_npz(os.path.join(workdir, "splits", f"{config.dataset}-c{c}-s{s}.npz"),
+                  ssim_train=fitted["ssim_train"][j, :n],
+                  train_split_index=jobs.pool_split_index[jobs.train_idx[j, :n]])
+  wall = time.time() - start
+  new = []
+  for j, (c, s) in enumerate(zip(jobs.classes, jobs.seeds)):
+    labels = (jobs.test_classes != c).astype(np.int32)
+    auc = metrics.auc(labels, scores[j])
+    _save_npz(os.path.join(workdir, "scores",
+                           f"{config.dataset}-c{c}-{config.method}-rho{config.rho:g}-s{s}.npz"),
+              scores=scores[j], labels=labels)
+    rec = records.make_record(
+        dataset=config.dataset, normal_class=c, method=config.method, seed=s,
+        rho=float(config.rho), auc=auc, config=config, wall_time_s=wall / len(jobs.classes),
+        config_hash=chash, preset=config.preset, program_wall_time_s=wall,
+        program_jobs=len(jobs.classes))
+    records.append_record(results, rec)
+    new.append(rec)
+    progress.printer(f"[{config.method}] {config.dataset} class {c} seed {s}: "
+                     f"AUC {100 * auc:.2f}")
+  return done + new
+
+
+def _save_npz(path, **arrays):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}.npz"
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)

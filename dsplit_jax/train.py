@@ -1,0 +1,221 @@
+"""Pure training functions for one job, written to be vmapped over (class, seed) jobs.
+
+A job sees the shared image `pool` through its own padded index arrays (`*_idx` with a
+`*_count` of valid entries), so stacking jobs never copies images. Batches are drawn
+inside the compiled program; a chunk of steps is one `lax.scan`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import dm_pix
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from dsplit_jax import losses
+from dsplit_jax import models
+
+# Every random stream of a job is `fold_in(job_key, PHASE)`, then `fold_in(., step)`.
+PHASE_AE, PHASE_CLASSIFIER = 1, 2
+CLASSIFIER_METHODS = ("dsplit", "nnwds", "naive_nn")
+
+
+@flax.struct.dataclass
+class AEState:
+  params: Any
+  opt_state: Any
+
+
+@flax.struct.dataclass
+class ClassifierState:
+  """One optimiser state per loss: the three losses take turns on shared layers."""
+  params: Any
+  opt_states: dict
+
+
+@flax.struct.dataclass
+class Split:
+  """Typical / atypical index arrays of one job (padded, with counts)."""
+  typical_idx: jax.Array
+  typical_count: jax.Array
+  atypical_idx: jax.Array
+  atypical_count: jax.Array
+
+
+def make_autoencoder(config: ml_collections.ConfigDict, image_shape) -> models.Autoencoder:
+  h, _, c = image_shape
+  return models.Autoencoder(tuple(config.model.ae_conv_features),
+                            config.model.ae_code_features, channels=c, image_size=h)
+
+
+def make_classifier(config: ml_collections.ConfigDict) -> models.OneClassNet:
+  return models.OneClassNet(tuple(config.model.conv_features),
+                            tuple(config.model.dense_features))
+
+
+def sample_positions(key, count, size: int, batch_size: int) -> jax.Array:
+  """Batch positions among the first `count` of `size`, without replacement.
+
+  A random permutation of the valid positions, cycled when `count < batch_size`; so
+  neighbouring entries of a batch (the pairs i, i+1) differ whenever count >= 2.
+  """
+  u = jax.random.uniform(key, (size,))
+  u = jnp.where(jnp.arange(size) < count, u, 2.0)
+  perm = jnp.argsort(u)
+  return perm[jnp.arange(batch_size) % jnp.maximum(count, 1)]
+
+
+def draw(key, pool, idx, count, batch_size: int) -> jax.Array:
+  return pool[idx[sample_positions(key, count, idx.shape[0], batch_size)]]
+
+
+# ----------------------------------------------------------------------------- AE
+
+def init_ae_state(key, *, model, tx, image_shape) -> AEState:
+  params = model.init(key, jnp.zeros((1,) + tuple(image_shape)))
+  return AEState(params=params, opt_state=tx.init(params))
+
+
+def ae_step(state: AEState, images, *, model, tx, weight_decay: float):
+  def loss_fn(params):
+    mse = jnp.mean(jnp.square(model.apply(params, images) - images))
+    return mse + weight_decay * models.conv_kernel_l2(params), mse
+  grads, mse = jax.grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  return AEState(optax.apply_updates(state.params, updates), opt_state), {"mse": mse}
+
+
+def ae_body(state, step, key, train_idx, train_count, pool, *, model, tx, config):
+  """One autoencoder step of one job; the batch is drawn in the graph from `step`."""
+  images = draw(jax.random.fold_in(key, step), pool, train_idx, train_count,
+                config.ae.batch_size)
+  return ae_step(state, images, model=model, tx=tx, weight_decay=config.ae.weight_decay)
+
+
+def ssim_scores(params, images, *, model, config) -> jax.Array:
+  """SSIM between each image and its reconstruction (dm-pix), computed in batches."""
+  def one_batch(x):
+    return dm_pix.ssim(x, model.apply(params, x), max_val=1.0,
+                       filter_size=config.ae.ssim_filter_size)
+  return jax.lax.map(lambda x: one_batch(x[None])[0], images,
+                     batch_size=config.eval_batch_size)
+
+
+def split_by_ssim(ssim, idx, count, rho: float) -> Split:
+  """The rho% lowest-SSIM images are atypical, the rest typical.
+
+  The atypical count is rho% of `count` rounded half up, kept within [2, count - 2]
+  so that both pair losses always have pairs; ties go to the lower position
+  (stable sort), so the split is deterministic.
+  """
+  size = idx.shape[0]
+  n_atyp = jnp.floor(rho / 100.0 * count + 0.5).astype(jnp.int32)
+  n_atyp = jnp.clip(n_atyp, 2, jnp.maximum(count - 2, 2))
+  valid = jnp.arange(size) < count
+  order = jnp.argsort(jnp.where(valid, ssim, jnp.inf), stable=True)
+  rank = jnp.zeros(size, jnp.int32).at[order].set(jnp.arange(size, dtype=jnp.int32))
+  typical_order = jnp.argsort(jnp.where(valid & (rank >= n_atyp), rank, size + rank))
+  return Split(typical_idx=idx[typical_order], typical_count=count - n_atyp,
+               atypical_idx=idx[order], atypical_count=n_atyp)
+
+
+# ---------------------------------------------------------------------- classifier
+
+def init_classifier_state(key, *, model, tx, image_shape) -> ClassifierState:
+  params = model.init(key, jnp.zeros((2,) + tuple(image_shape)), method=model.init_all)
+  return ClassifierState(params=params, opt_states={
+      name: tx.init(params) for name in ("closeness", "intra_class", "dispersion")})
+
+
+def _update(state: ClassifierState, name: str, loss_fn, *, tx, weight_decay):
+  def total(params):
+    loss = loss_fn(params)
+    return loss + weight_decay * models.conv_kernel_l2(params), loss
+  grads, loss = jax.grad(total, has_aux=True)(state.params)
+  updates, opt = tx.update(grads, state.opt_states[name], state.params)
+  opt_states = dict(state.opt_states, **{name: opt})
+  return ClassifierState(optax.apply_updates(state.params, updates), opt_states), loss
+
+
+def _pair_distance_logits(params, images, model):
+  """dist logits of the pairs (i, i+1 mod B) within a batch."""
+  _, z = model.apply(params, images)
+  return model.apply(params, z, jnp.roll(z, -1, axis=0), method=model.distance_logit)
+
+
+def closeness_step(state, typical_images, *, model, tx, weight_decay):
+  def loss_fn(params):
+    return losses.closeness_loss(_pair_distance_logits(params, typical_images, model))
+  state, loss = _update(state, "closeness", loss_fn, tx=tx, weight_decay=weight_decay)
+  return state, {"closeness": loss}
+
+
+def intra_class_step(state, images, labels, *, model, tx, weight_decay):
+  def loss_fn(params):
+    logits, _ = model.apply(params, images)
+    return losses.intra_class_loss(logits, labels)
+  state, loss = _update(state, "intra_class", loss_fn, tx=tx, weight_decay=weight_decay)
+  return state, {"intra_class": loss}
+
+
+def dispersion_step(state, atypical_images, *, model, tx, weight_decay):
+  def loss_fn(params):
+    return losses.dispersion_loss(_pair_distance_logits(params, atypical_images, model))
+  state, loss = _update(state, "dispersion", loss_fn, tx=tx, weight_decay=weight_decay)
+  return state, {"dispersion": loss}
+
+
+def classifier_body(state, step, key, split: Split, train_idx, train_count, pool,
+                    *, model, tx, config, method: str):
+  """One iteration of one job: the method's losses in turn, batches drawn in the graph.
+
+  dsplit: closeness, intra-class, dispersion (section 2.3); nnwds: intra-class only;
+  naive_nn: binary cross-entropy with every normal image labelled 0 (no split).
+  """
+  if method not in CLASSIFIER_METHODS:
+    raise ValueError(f"not a classifier method: {method}")
+  b = config.train.batch_size
+  n_atyp = int(round(b * config.train.atypical_fraction))
+  kw = dict(model=model, tx=tx, weight_decay=config.train.weight_decay)
+  k_close, k_typ, k_atyp, k_disp = jax.random.split(jax.random.fold_in(key, step), 4)
+  metrics = {}
+  if method == "dsplit":
+    x = draw(k_close, pool, split.typical_idx, split.typical_count, b)
+    state, m = closeness_step(state, x, **kw)
+    metrics.update(m)
+  if method in ("dsplit", "nnwds"):
+    x = jnp.concatenate([
+        draw(k_typ, pool, split.typical_idx, split.typical_count, b - n_atyp),
+        draw(k_atyp, pool, split.atypical_idx, split.atypical_count, n_atyp)])
+    y = jnp.concatenate([jnp.zeros(b - n_atyp), jnp.ones(n_atyp)])
+    state, m = intra_class_step(state, x, y, **kw)
+    metrics.update(m)
+  if method == "dsplit":
+    x = draw(k_disp, pool, split.atypical_idx, split.atypical_count, b)
+    state, m = dispersion_step(state, x, **kw)
+    metrics.update(m)
+  if method == "naive_nn":
+    x = draw(k_typ, pool, train_idx, train_count, b)
+    state, m = intra_class_step(state, x, jnp.zeros(b), **kw)
+    metrics.update(m)
+  return state, metrics
+
+
+def classifier_scores(params, images, *, model, config) -> jax.Array:
+  """Anomaly scores: the classifier's logit (higher = more atypical = more abnormal)."""
+  return jax.lax.map(lambda x: model.apply(params, x[None])[0][0], images,
+                     batch_size=config.eval_batch_size)
+
+
+def run_steps(body, state, start_step, steps: int):
+  """`steps` calls of `body(state, step)` as one `lax.scan` (the accelerator path)."""
+  return jax.lax.scan(body, state, start_step + jnp.arange(steps))
+
+
+def optimizer(learning_rate: float) -> optax.GradientTransformation:
+  return optax.adam(learning_rate)
