@@ -40,6 +40,8 @@ def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
   from dsplit_jax import cli  # After flag parsing: keeps --help fast.
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
   logging.info("JAX devices: %s", jax.devices())
   try:
     config, methods = cli.config_from_flags(

@@ -9,11 +9,20 @@ preset can train a narrower copy. The exact layer table is in BUILD_NOTES.md.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+
+# He initialisation: with flax's default (LeCun) the signal halves at every ReLU, and
+# the 12-layer autoencoder then starts in a plateau that outputs a constant image.
+_he = nn.initializers.kaiming_normal()
+Conv = functools.partial(nn.Conv, kernel_init=_he)
+ConvTranspose = functools.partial(nn.ConvTranspose, kernel_init=_he)
+Dense = functools.partial(nn.Dense, kernel_init=_he)
 
 
 def _pool(x):
@@ -28,14 +37,14 @@ class AlexNetFeatures(nn.Module):
   @nn.compact
   def __call__(self, x):
     c1, c2, c3, c4, c5 = self.conv_features
-    x = _pool(nn.relu(nn.Conv(c1, (5, 5), name="conv1")(x)))
-    x = _pool(nn.relu(nn.Conv(c2, (5, 5), name="conv2")(x)))
-    x = nn.relu(nn.Conv(c3, (3, 3), name="conv3")(x))
-    x = nn.relu(nn.Conv(c4, (3, 3), name="conv4")(x))
-    x = _pool(nn.relu(nn.Conv(c5, (3, 3), name="conv5")(x)))
+    x = _pool(nn.relu(Conv(c1, (5, 5), name="conv1")(x)))
+    x = _pool(nn.relu(Conv(c2, (5, 5), name="conv2")(x)))
+    x = nn.relu(Conv(c3, (3, 3), name="conv3")(x))
+    x = nn.relu(Conv(c4, (3, 3), name="conv4")(x))
+    x = _pool(nn.relu(Conv(c5, (3, 3), name="conv5")(x)))
     x = x.reshape(x.shape[:-3] + (-1,))
     for i, width in enumerate(self.dense_features):
-      x = nn.relu(nn.Dense(width, name=f"dense{i + 1}")(x))
+      x = nn.relu(Dense(width, name=f"dense{i + 1}")(x))
     return x
 
 
@@ -44,9 +53,13 @@ class OneClassNet(nn.Module):
 
   The distance subnetwork is the subtraction dz = z_i - z_j followed by one dense
   layer; sigmoid of its logit is dist(z_i, z_j) in [0, 1]. It is used in training only.
+  With `distance="difference"` (the paper) the logit w.dz + b is antisymmetric in the
+  pair, so dist(z_i, z_j) > 1/2 forces dist(z_j, z_i) < 1/2; "abs_difference" feeds
+  |dz| instead, a symmetric distance (BUILD_NOTES.md measures both).
   """
   conv_features: Sequence[int] = (96, 256, 384, 384, 256)
   dense_features: Sequence[int] = (4096, 4096)
+  distance_input: str = "difference"
 
   def setup(self):
     self.features = AlexNetFeatures(self.conv_features, self.dense_features)
@@ -59,7 +72,13 @@ class OneClassNet(nn.Module):
     return self.classifier(z)[..., 0], z
 
   def distance_logit(self, z_i, z_j):
-    return self.distance(z_i - z_j)[..., 0]
+    dz = z_i - z_j
+    if self.distance_input == "abs_difference":
+      dz = jnp.abs(dz)
+    elif self.distance_input != "difference":
+      raise ValueError(f"distance_input must be difference or abs_difference, "
+                       f"got {self.distance_input!r}")
+    return self.distance(dz)[..., 0]
 
   def init_all(self, x):
     logit, z = self(x)
@@ -89,18 +108,18 @@ class Autoencoder(nn.Module):
   def __call__(self, x):
     c1, c2, c3, c4, c5 = self.conv_features
     s = _bottleneck_size(self.image_size)
-    x = nn.relu(nn.Conv(c1, (5, 5), strides=2, name="conv1")(x))
-    x = nn.relu(nn.Conv(c2, (5, 5), strides=2, name="conv2")(x))
-    x = nn.relu(nn.Conv(c3, (3, 3), name="conv3")(x))
-    x = nn.relu(nn.Conv(c4, (3, 3), name="conv4")(x))
-    x = nn.relu(nn.Conv(c5, (3, 3), name="conv5")(x))
-    code = nn.Conv(self.code_features, (s, s), padding="VALID", name="conv_code")(x)
-    x = nn.relu(nn.ConvTranspose(c5, (s, s), padding="VALID", name="deconv_code")(code))
-    x = nn.relu(nn.ConvTranspose(c4, (3, 3), name="deconv5")(x))
-    x = nn.relu(nn.ConvTranspose(c3, (3, 3), name="deconv4")(x))
-    x = nn.relu(nn.ConvTranspose(c2, (3, 3), name="deconv3")(x))
-    x = nn.relu(nn.ConvTranspose(c1, (5, 5), strides=(2, 2), name="deconv2")(x))
-    x = nn.ConvTranspose(self.channels, (5, 5), strides=(2, 2), name="deconv1")(x)
+    x = nn.relu(Conv(c1, (5, 5), strides=2, name="conv1")(x))
+    x = nn.relu(Conv(c2, (5, 5), strides=2, name="conv2")(x))
+    x = nn.relu(Conv(c3, (3, 3), name="conv3")(x))
+    x = nn.relu(Conv(c4, (3, 3), name="conv4")(x))
+    x = nn.relu(Conv(c5, (3, 3), name="conv5")(x))
+    code = Conv(self.code_features, (s, s), padding="VALID", name="conv_code")(x)
+    x = nn.relu(ConvTranspose(c5, (s, s), padding="VALID", name="deconv_code")(code))
+    x = nn.relu(ConvTranspose(c4, (3, 3), name="deconv5")(x))
+    x = nn.relu(ConvTranspose(c3, (3, 3), name="deconv4")(x))
+    x = nn.relu(ConvTranspose(c2, (3, 3), name="deconv3")(x))
+    x = nn.relu(ConvTranspose(c1, (5, 5), strides=(2, 2), name="deconv2")(x))
+    x = ConvTranspose(self.channels, (5, 5), strides=(2, 2), name="deconv1")(x)
     return nn.sigmoid(x)
 
 

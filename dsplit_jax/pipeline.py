@@ -9,6 +9,7 @@ Padded jobs repeat the last real job and are dropped, so they never change a res
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 import jax
@@ -84,6 +85,43 @@ def loop_mode(config) -> str:
       "host" if jax.default_backend() == "cpu" else "scan")
 
 
+@functools.lru_cache(maxsize=32)
+def _programs(config_json: str, image_shape: tuple, method: str | None):
+  """Compiled functions for one (config, image shape, method), built once per process.
+
+  jit caches by function identity, so rebuilding the partials on every call would
+  recompile; tests and the grid runner call the same phase many times.
+  """
+  config = ml_collections.ConfigDict(json.loads(config_json))
+  mode = loop_mode(config)
+  out = {}
+  ae_model = train.make_autoencoder(config, image_shape)
+  ae_tx = train.optimizer(config.ae)
+  out["ae_init"] = jax.jit(jax.vmap(functools.partial(
+      train.init_ae_state, model=ae_model, tx=ae_tx, image_shape=image_shape)))
+  out["ae_chunk"] = compiled_chunk(
+      functools.partial(train.ae_body, model=ae_model, tx=ae_tx, config=config),
+      (0, 0, 0, None), config.ae.chunk_steps, mode)
+  out["ssim"] = jax.jit(jax.vmap(
+      lambda params, idx, pool: train.ssim_scores(params, pool[idx], model=ae_model,
+                                                  config=config), in_axes=(0, 0, None)))
+  model = train.make_classifier(config)
+  tx = train.optimizer(config.train)
+  out["clf_init"] = jax.jit(jax.vmap(functools.partial(
+      train.init_classifier_state, model=model, tx=tx, image_shape=image_shape)))
+  if method is not None:
+    out["clf_chunk"] = compiled_chunk(
+        functools.partial(train.classifier_body, model=model, tx=tx, config=config,
+                          method=method), (0, 0, 0, 0, None), config.train.chunk_steps, mode)
+  out["scores"] = jax.jit(jax.vmap(functools.partial(
+      train.classifier_scores, model=model, config=config), in_axes=(0, None)))
+  return out
+
+
+def programs(config, image_shape, method=None):
+  return _programs(config.to_json_best_effort(sort_keys=True), tuple(image_shape), method)
+
+
 def _phase_keys(keys, phase):
   return jax.vmap(lambda k: jax.random.fold_in(k, phase))(jnp.asarray(keys))
 
@@ -92,41 +130,30 @@ def fit_autoencoders(config: ml_collections.ConfigDict, pool, train_idx, train_c
                      *, ckpt_dir: str | None = None, progress=None):
   """Trains one splitting autoencoder per job with MSE; returns stacked params."""
   num_jobs = len(keys)
-  image_shape = pool.shape[1:]
-  model = train.make_autoencoder(config, image_shape)
-  tx = train.optimizer(config.ae.learning_rate)
+  fns = programs(config, pool.shape[1:])
   mesh = _mesh()
   phase_keys = _phase_keys(keys, train.PHASE_AE)
   init_keys, step_keys = jax.vmap(lambda k: jax.random.split(k))(phase_keys).transpose(1, 0, 2)
   init_keys, step_keys, idx, count = _shard(
       _pad_jobs((init_keys, step_keys, train_idx, train_count), num_jobs), mesh)
   pool = _replicate(jnp.asarray(pool), mesh)
-  state = jax.jit(jax.vmap(functools.partial(
-      train.init_ae_state, model=model, tx=tx, image_shape=image_shape)))(init_keys)
-  chunk = compiled_chunk(
-      functools.partial(train.ae_body, model=model, tx=tx, config=config),
-      (0, 0, 0, None), config.ae.chunk_steps, loop_mode(config))
+  state = fns["ae_init"](init_keys)
   state = loop.run_phase(
-      "autoencoder", state, lambda s, start: chunk(s, start, step_keys, idx, count, pool),
+      "autoencoder", state,
+      lambda s, start: fns["ae_chunk"](s, start, step_keys, idx, count, pool),
       total_steps=config.ae.steps, chunk_steps=config.ae.chunk_steps, ckpt_dir=ckpt_dir,
       progress=progress)
   return _unpad(state.params, num_jobs)
 
 
-def ssim_of(config, ae_params, pool, idx, image_shape=None):
+def ssim_of(config, ae_params, pool, idx):
   """SSIM of each job's images `pool[idx[j]]` with their reconstruction: [J, len(idx[j])]."""
   num_jobs = len(idx)
-  image_shape = image_shape or pool.shape[1:]
-  model = train.make_autoencoder(config, image_shape)
+  fns = programs(config, pool.shape[1:])
   mesh = _mesh()
   params, idx = _shard(_pad_jobs((ae_params, idx), num_jobs), mesh)
   pool = _replicate(jnp.asarray(pool), mesh)
-
-  @jax.jit
-  @jax.vmap
-  def run(params, idx):
-    return train.ssim_scores(params, pool[idx], model=model, config=config)
-  return _unpad(run(params, idx), num_jobs)
+  return _unpad(fns["ssim"](params, idx, pool), num_jobs)
 
 
 def split(config, ssim_train, train_idx, train_count):
@@ -141,9 +168,7 @@ def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_
                     ckpt_dir: str | None = None, progress=None):
   """Trains one classifier per job with `method`'s losses; returns stacked params."""
   num_jobs = len(keys)
-  image_shape = pool.shape[1:]
-  model = train.make_classifier(config)
-  tx = train.optimizer(config.train.learning_rate)
+  fns = programs(config, pool.shape[1:], method)
   mesh = _mesh()
   if splits is None:  # naive_nn: no split; the fields are unused but keep one shape.
     splits = train.Split(train_idx, train_count, train_idx, train_count)
@@ -152,15 +177,10 @@ def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_
   init_keys, step_keys, splits, idx, count = _shard(
       _pad_jobs((init_keys, step_keys, splits, train_idx, train_count), num_jobs), mesh)
   pool = _replicate(jnp.asarray(pool), mesh)
-  state = jax.jit(jax.vmap(functools.partial(
-      train.init_classifier_state, model=model, tx=tx, image_shape=image_shape)))(init_keys)
-  chunk = compiled_chunk(
-      functools.partial(train.classifier_body, model=model, tx=tx, config=config,
-                        method=method), (0, 0, 0, 0, None), config.train.chunk_steps,
-      loop_mode(config))
+  state = fns["clf_init"](init_keys)
   state = loop.run_phase(
       method, state,
-      lambda s, start: chunk(s, start, step_keys, splits, idx, count, pool),
+      lambda s, start: fns["clf_chunk"](s, start, step_keys, splits, idx, count, pool),
       total_steps=config.train.steps, chunk_steps=config.train.chunk_steps,
       ckpt_dir=ckpt_dir, progress=progress)
   return _unpad(state.params, num_jobs)
@@ -169,10 +189,8 @@ def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_
 def classifier_scores(config, params, images) -> np.ndarray:
   """Anomaly scores [J, M] of every job's classifier on the same images."""
   num_jobs = len(jax.tree.leaves(params)[0])
-  model = train.make_classifier(config)
+  fns = programs(config, images.shape[1:])
   mesh = _mesh()
   params = _shard(_pad_jobs(params, num_jobs), mesh)
   images = _replicate(jnp.asarray(images), mesh)
-  run = jax.jit(jax.vmap(functools.partial(train.classifier_scores, model=model,
-                                           config=config), in_axes=(0, None)))
-  return _unpad(run(params, images), num_jobs)
+  return _unpad(fns["scores"](params, images), num_jobs)

@@ -55,14 +55,15 @@ def make_autoencoder(config: ml_collections.ConfigDict, image_shape) -> models.A
 
 def make_classifier(config: ml_collections.ConfigDict) -> models.OneClassNet:
   return models.OneClassNet(tuple(config.model.conv_features),
-                            tuple(config.model.dense_features))
+                            tuple(config.model.dense_features),
+                            distance_input=config.model.distance_input)
 
 
 def sample_positions(key, count, size: int, batch_size: int) -> jax.Array:
   """Batch positions among the first `count` of `size`, without replacement.
 
   A random permutation of the valid positions, cycled when `count < batch_size`; so
-  neighbouring entries of a batch (the pairs i, i+1) differ whenever count >= 2.
+  neighbouring entries (the pairs i, i+1 of the pair losses) differ whenever count >= 2.
   """
   u = jax.random.uniform(key, (size,))
   u = jnp.where(jnp.arange(size) < count, u, 2.0)
@@ -143,9 +144,9 @@ def _update(state: ClassifierState, name: str, loss_fn, *, tx, weight_decay):
 
 
 def _pair_distance_logits(params, images, model):
-  """dist logits of the pairs (i, i+1 mod B) within a batch."""
+  """dist logits of the B pairs (i, i+1) of a batch of B + 1 images."""
   _, z = model.apply(params, images)
-  return model.apply(params, z, jnp.roll(z, -1, axis=0), method=model.distance_logit)
+  return model.apply(params, z[:-1], z[1:], method=model.distance_logit)
 
 
 def closeness_step(state, typical_images, *, model, tx, weight_decay):
@@ -185,7 +186,7 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
   k_close, k_typ, k_atyp, k_disp = jax.random.split(jax.random.fold_in(key, step), 4)
   metrics = {}
   if method == "dsplit":
-    x = draw(k_close, pool, split.typical_idx, split.typical_count, b)
+    x = draw(k_close, pool, split.typical_idx, split.typical_count, b + 1)
     state, m = closeness_step(state, x, **kw)
     metrics.update(m)
   if method in ("dsplit", "nnwds"):
@@ -196,7 +197,7 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
     state, m = intra_class_step(state, x, y, **kw)
     metrics.update(m)
   if method == "dsplit":
-    x = draw(k_disp, pool, split.atypical_idx, split.atypical_count, b)
+    x = draw(k_disp, pool, split.atypical_idx, split.atypical_count, b + 1)
     state, m = dispersion_step(state, x, **kw)
     metrics.update(m)
   if method == "naive_nn":
@@ -217,5 +218,9 @@ def run_steps(body, state, start_step, steps: int):
   return jax.lax.scan(body, state, start_step + jnp.arange(steps))
 
 
-def optimizer(learning_rate: float) -> optax.GradientTransformation:
-  return optax.adam(learning_rate)
+def optimizer(phase_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam, with an optional linear warm-up (see BUILD_NOTES.md: the autoencoder)."""
+  lr = phase_config.learning_rate
+  if phase_config.get("warmup_steps", 0):
+    lr = optax.linear_schedule(0.0, lr, phase_config.warmup_steps)
+  return optax.adam(lr, eps=phase_config.adam_eps)

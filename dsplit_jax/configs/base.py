@@ -22,6 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.conv_features = (96, 256, 384, 384, 256)
   c.model.dense_features = (4096, 4096)
+  c.model.distance_input = "difference"  # paper: dense(z_i - z_j); or "abs_difference"
   c.model.ae_conv_features = (96, 256, 384, 384, 256)
   c.model.ae_code_features = 256
 
@@ -30,6 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.ae.steps = 6000
   c.ae.batch_size = 64
   c.ae.learning_rate = 1e-3
+  c.ae.adam_eps = 1e-7           # Keras' default, as in the authors' TensorFlow
+  c.ae.warmup_steps = 200        # without it some classes stall on the mean image
   c.ae.weight_decay = 1e-6       # L2 on conv kernels, as for the classifier
   c.ae.chunk_steps = 500
   c.ae.ssim_filter_size = 11     # dm_pix.ssim defaults (Wang et al. 2004)
@@ -39,6 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.steps = 6000
   c.train.batch_size = 64        # paper
   c.train.learning_rate = 1e-4
+  c.train.adam_eps = 1e-7
+  c.train.warmup_steps = 0
   c.train.weight_decay = 1e-6    # paper: L2 on every conv layer
   c.train.atypical_fraction = 0.5  # share of atypical images in an intra-class batch
   c.train.chunk_steps = 500

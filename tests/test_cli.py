@@ -1,0 +1,85 @@
+"""Bad input stops before any training: one line on stderr, exit code 2."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dsplit_jax import cli
+from dsplit_jax import runner
+
+
+def _flags(**kw):
+  base = dict(preset="test", dataset="mnist", normal_class="0", method="dsplit", rho=None,
+              seed=0, num_seeds=1, data_dir=None, overrides=[])
+  base.update(kw)
+  return base
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(dataset="imagenet"), "unknown dataset 'imagenet'"),
+    (dict(method="svm"), "unknown method 'svm'"),
+    (dict(rho=0.0), "rho must be in (0, 100)"),
+    (dict(rho=100.0), "rho must be in (0, 100)"),
+    (dict(normal_class="ten"), "--normal_class must be an integer"),
+    (dict(num_seeds=0), "--num_seeds >= 1"),
+    (dict(overrides=["train.nope=1"]), "unknown config field 'train.nope'"),
+    (dict(overrides=["train.steps=abc"]), "train.steps wants a int"),
+    (dict(overrides=["train.steps=15"]), "must be a positive multiple"),
+])
+def test_bad_flags_raise_one_line(kw, message):
+  with pytest.raises(ValueError) as e:
+    cli.config_from_flags(**_flags(**kw))
+  assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_class_out_of_range(mnist_dir):
+  with pytest.raises(ValueError, match=r"normal class 10 out of range for mnist \(classes 0..9\)"):
+    cli.config_from_flags(**_flags(normal_class="10", data_dir=str(mnist_dir)))
+
+
+def test_overrides_are_typed():
+  config, methods = cli.config_from_flags(**_flags(
+      method="nnwds,ssim", overrides=["train.steps=40", "model.dense_features=(8, 8)",
+                                      "train.learning_rate=1"]))
+  assert methods == ["nnwds", "ssim"]
+  assert config.train.steps == 40 and config.model.dense_features == (8, 8)
+  assert config.train.learning_rate == 1.0
+
+
+def test_mismatched_workdir_config_is_refused(tmp_path):
+  config, _ = cli.config_from_flags(**_flags())
+  runner.check_run_dir(str(tmp_path), config)
+  runner.check_run_dir(str(tmp_path), config)  # Same config: resumes.
+  config.train.learning_rate = 0.5
+  with pytest.raises(runner.ConfigError, match="holds a checkpoint of a different config"):
+    runner.check_run_dir(str(tmp_path), config)
+
+
+def _main(*args, env=None):
+  return subprocess.run([sys.executable, "-m", "dsplit_jax.main", *args], capture_output=True,
+                        text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_main_exits_2_with_one_line_for_bad_rho():
+  out = _main("--preset=test", "--rho=150")
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == ["error: rho must be in (0, 100) percent, got 150.0"]
+
+
+def test_main_reports_missing_data_in_one_line(tmp_path):
+  out = _main("--preset=test", f"--workdir={tmp_path}", "--dataset=cifar10",
+              env={"DSPLIT_DATA_DIR": str(tmp_path)})
+  assert out.returncode == 2
+  lines = out.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ") and "cifar10" in lines[0]
+  assert not os.path.exists(tmp_path / "results.jsonl")
+
+
+def test_main_rejects_empty_folder(tmp_path):
+  (tmp_path / "empty").mkdir()
+  out = _main("--preset=test", f"--workdir={tmp_path}", "--dataset=folder",
+              f"--data_dir={tmp_path / 'empty'}")
+  assert out.returncode == 2
+  assert len(out.stderr.strip().splitlines()) == 1

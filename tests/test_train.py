@@ -1,0 +1,135 @@
+"""Splitting, batch sampling and the training mechanics (vmap, resume, determinism)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dsplit_jax import configs
+from dsplit_jax import loop
+from dsplit_jax import pipeline
+from dsplit_jax import train
+
+PAD = -1.0  # Lower than any SSIM: padded entries must still never be picked.
+
+
+def test_split_size_order_and_ties():
+  ssim = jnp.array([0.5, 0.1, 0.9, 0.1, 0.3, 0.8, 0.7, 0.2, 0.6, 0.4, PAD, PAD])
+  idx = jnp.arange(100, 112, dtype=jnp.int32)
+  s = train.split_by_ssim(ssim, idx, jnp.int32(10), rho=20.0)
+  assert int(s.atypical_count) == 2 and int(s.typical_count) == 8
+  # The two lowest SSIM are tied at 0.1: the lower position (1) comes first.
+  np.testing.assert_array_equal(s.atypical_idx[:2], [101, 103])
+  assert sorted(np.asarray(s.typical_idx[:8]).tolist()) == [100, 102, 104, 105, 106, 107, 108, 109]
+  # 25% of 10 = 2.5 rounds half up to 3.
+  s = train.split_by_ssim(ssim, idx, jnp.int32(10), rho=25.0)
+  np.testing.assert_array_equal(s.atypical_idx[:3], [101, 103, 107])
+  assert int(s.typical_count) == 7
+
+
+def test_split_keeps_two_of_each_for_pairs():
+  ssim = jnp.linspace(0, 1, 8)
+  s = train.split_by_ssim(ssim, jnp.arange(8, dtype=jnp.int32), jnp.int32(8), rho=1.0)
+  assert int(s.atypical_count) == 2
+  s = train.split_by_ssim(ssim, jnp.arange(8, dtype=jnp.int32), jnp.int32(8), rho=99.0)
+  assert int(s.typical_count) == 2
+
+
+def test_sample_positions_without_replacement_and_distinct_pairs():
+  key = jax.random.PRNGKey(0)
+  pos = np.asarray(train.sample_positions(key, jnp.int32(10), 20, 8))
+  assert len(set(pos.tolist())) == 8 and pos.max() < 10
+  pos = np.asarray(train.sample_positions(key, jnp.int32(5), 20, 17))
+  assert pos.max() < 5 and set(pos.tolist()) == set(range(5))
+  assert np.all(pos[:-1] != pos[1:])  # Every pair (i, i+1) joins two different images.
+
+
+# ------------------------------------------------------------------ mechanics
+
+def _config():
+  c = configs.get_preset("test")
+  c.loop = "host"
+  return c
+
+
+@pytest.fixture(scope="module")
+def pool():
+  """Two "classes" of random 16x16 images: the mechanics need no real data."""
+  rng = np.random.default_rng(0)
+  images = rng.uniform(size=(70, 16, 16, 1)).astype(np.float32)
+  images[40:] *= 0.5
+  idx = np.zeros((2, 40), np.int32)
+  idx[0, :40] = np.arange(40)
+  idx[1, :30] = np.arange(40, 70)
+  return images, idx, np.array([40, 30], np.int32)
+
+
+def _fit(config, pool, rows, classes, ckpt_dir=None, progress=None, method="dsplit"):
+  images, idx, count = pool
+  keys = pipeline.job_keys([0] * len(rows), classes)
+  ae = pipeline.fit_autoencoders(config, images, idx[rows], count[rows], keys)
+  ssim = pipeline.ssim_of(config, ae, images, idx[rows])
+  splits = pipeline.split(config, ssim, idx[rows], count[rows])
+  params = pipeline.fit_classifiers(config, method, images, idx[rows], count[rows], splits,
+                                    keys, ckpt_dir=ckpt_dir, progress=progress)
+  return params, pipeline.classifier_scores(config, params, images)
+
+
+@pytest.fixture(scope="module")
+def reference(pool):
+  return _fit(_config(), pool, [0, 1], [0, 1])
+
+
+def test_same_seed_same_scores(pool, reference):
+  _, again = _fit(_config(), pool, [0, 1], [0, 1])
+  np.testing.assert_array_equal(again, reference[1])
+
+
+def test_vmapped_jobs_equal_single_runs(pool, reference):
+  # Batched and unbatched convolutions round differently; 1e-4 relative is ~1000 ulp.
+  for row in (0, 1):
+    _, single = _fit(_config(), pool, [row], [row])
+    np.testing.assert_allclose(single[0], reference[1][row], rtol=1e-4, atol=1e-5)
+
+
+def test_resumed_run_equals_uninterrupted(pool, reference, tmp_path):
+  class Killed(Exception):
+    pass
+
+  def die_after_first_chunk(phase, step, total, metrics):
+    if phase == "dsplit":
+      raise Killed
+
+  class KillingProgress(loop.Progress):
+    def __call__(self, phase, step, total, metrics):
+      super().__call__(phase, step, total, metrics)
+      die_after_first_chunk(phase, step, total, metrics)
+  with pytest.raises(Killed):
+    _fit(_config(), pool, [0, 1], [0, 1], ckpt_dir=str(tmp_path),
+         progress=KillingProgress(printer=lambda _: None))
+  assert not loop.phase_done("dsplit", str(tmp_path), _config().train.steps)
+  resumed = loop.Progress(printer=lambda _: None)
+  params, scores = _fit(_config(), pool, [0, 1], [0, 1], ckpt_dir=str(tmp_path),
+                        progress=resumed)
+  steps = [h["step"] for h in resumed.history if h["phase"] == "dsplit"]
+  assert steps == [_config().train.steps]  # Only the second chunk ran again.
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(reference[0])):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(scores, reference[1])
+
+
+def test_every_method_trains_and_reports_its_losses(pool):
+  config = _config()
+  progress = loop.Progress(printer=lambda _: None)
+  for method, names in [("nnwds", {"intra_class"}), ("naive_nn", {"intra_class"}),
+                        ("dsplit", {"closeness", "intra_class", "dispersion"})]:
+    _fit(config, pool, [0], [0], progress=progress, method=method)
+    last = [h for h in progress.history if h["phase"] == method][-1]
+    assert set(last) - {"phase", "step", "total"} == names
+
+
+def test_non_finite_loss_stops_training():
+  def chunk(state, start):
+    return state, {"loss": np.array([np.nan])}
+  with pytest.raises(loop.NonFiniteLossError):
+    loop.run_phase("x", {"a": np.zeros(1)}, chunk, total_steps=2, chunk_steps=1, ckpt_dir=None)
