@@ -1,0 +1,142 @@
+"""The report from a work dir: Table 1 beside the paper, bold best, means, Fig. 4, Fig. 1, ROC."""
+
+import csv
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from dsplit_jax import data
+from dsplit_jax import records
+from experiments import render
+
+# (class, method, rho) -> AUC per seed. Chosen so that the best method differs per class.
+AUCS = {
+    (0, "dsplit", 10.0): [0.99, 0.98],
+    (0, "ocsvm", 10.0): [0.97, 0.97],
+    (1, "dsplit", 10.0): [0.90, 0.90],
+    (1, "ocsvm", 10.0): [0.995, 0.995],
+    (0, "dsplit", 20.0): [0.95, 0.95],
+    (1, "dsplit", 20.0): [0.93, 0.93],
+}
+
+
+def _log(path, dataset="mnist", aucs=AUCS, preset="test", config_hash="abc"):
+  for (cls, method, rho), values in aucs.items():
+    for seed, auc in enumerate(values):
+      records.append_record(path, records.make_record(
+          dataset=dataset, normal_class=cls, method=method, seed=seed, rho=rho, auc=auc,
+          config={"preset": preset}, wall_time_s=1.0, config_hash=config_hash, preset=preset))
+
+
+@pytest.fixture
+def workdir(tmp_path):
+  _log(tmp_path / "results.jsonl")
+  return tmp_path
+
+
+def test_table1_rows_bold_and_means(workdir):
+  rows, methods = render.table1_rows(render.load_records(str(workdir)))
+  assert methods == ["ocsvm", "dsplit"]  # the paper's column order
+  by = {(r["dataset"], r["normal_class"]): r for r in rows}
+  c0 = by[("mnist", 0)]
+  assert c0["class_name"] == "Digit 0"
+  assert c0["cells"]["dsplit"]["mean"] == pytest.approx(98.5)
+  assert c0["cells"]["dsplit"]["std"] == pytest.approx(0.5)
+  assert c0["cells"]["dsplit"]["paper"] == 98.9
+  assert c0["cells"]["dsplit"]["diff"] == pytest.approx(-0.4)
+  assert c0["best"] == {"dsplit"} and c0["paper_best"] == {"dsplit"}
+  c1 = by[("mnist", 1)]
+  assert c1["best"] == {"ocsvm"}
+  assert c1["paper_best"] == {"ssim", "dsplit"}  # 99.8 both; SSIM is not among our columns
+  mean = by[("mnist", "mean")]
+  assert mean["cells"]["dsplit"]["mean"] == pytest.approx((98.5 + 90.0) / 2)
+  assert mean["cells"]["dsplit"]["paper"] == pytest.approx((98.9 + 99.8) / 2)  # same classes
+  assert mean["cells"]["ocsvm"]["paper"] == pytest.approx((98.2 + 99.2) / 2)
+  assert mean["best"] == {"ocsvm"} and mean["paper_best"] == {"dsplit"}
+  assert [r["normal_class"] for r in rows] == [0, 1, "mean"]
+
+
+def test_ties_share_the_bold():
+  assert render._best({"a": 99.81, "b": 99.79, "c": 99.7}) == {"a", "b"}
+  assert render._best({"a": None}) == set()
+
+
+def test_main_writes_markdown_csv_and_figures(workdir, capsys):
+  rng = np.random.default_rng(0)
+  labels = (np.arange(200) >= 20).astype(np.int32)  # 1 = abnormal
+  (workdir / "scores").mkdir()
+  for method in ("dsplit", "ocsvm"):
+    for seed in (0, 1):
+      np.savez(workdir / "scores" / f"mnist-c0-{method}-rho10-s{seed}.npz",
+               scores=labels + rng.normal(size=200), labels=labels)
+  np.savez(workdir / "scores" / "mnist-c0-dsplit-rho20-s0.npz", scores=labels, labels=labels)
+
+  assert render.main([f"--workdir={workdir}", "--figure1=mnist:0"]) == 0
+  out = capsys.readouterr().out
+  report = workdir / "report"
+  for name in ("table1.md", "table1.csv", "figure4.png", "figure4.csv", "roc_mnist_c0.png"):
+    assert f"wrote {report / name}" in out
+  assert "no splits" in out and "Traceback" not in out
+
+  md = (report / "table1.md").read_text()
+  assert "| dataset | class | OCSVM | Ours |" in md
+  assert ("| mnist | 0 Digit 0 | 97.0 ± 0.0 / 98.2 (-1.2) | **98.5** ± 0.5 / **98.9** (-0.4) |"
+          in md)
+  assert ("| mnist | 1 Digit 1 | **99.5** ± 0.0 / 99.2 (+0.3) | 90.0 ± 0.0 / **99.8** (-9.8) |"
+          in md)
+  assert "| mnist | mean (2 classes) | **98.2** / 98.7 (-0.5) | 94.2 / **99.3** (-5.1) |" in md
+
+  table = list(csv.DictReader(open(report / "table1.csv")))
+  assert [r["normal_class"] for r in table] == ["0", "1", "mean"]
+  assert table[0]["dsplit"] == "98.5" and table[0]["dsplit_paper"] == "98.9"
+  assert table[0]["dsplit_n"] == "2" and table[1]["best"] == "ocsvm"
+  assert table[1]["paper_best"] == "ssim;dsplit"
+
+  fig4 = list(csv.DictReader(open(report / "figure4.csv")))
+  assert [(r["rho"], r["auc"], r["n_classes"]) for r in fig4] == [
+      ("10.0", "94.25", "2"), ("20.0", "94.0", "2")]
+  assert float(fig4[0]["paper"]) == pytest.approx(94.23) and fig4[1]["paper"] == ""
+  for name in ("figure4.png", "roc_mnist_c0.png"):
+    assert matplotlib.image.imread(report / name).shape[-1] in (3, 4)
+
+
+def test_figure1_from_a_saved_split(tmp_path, datasets_dir, mnist_dir, capsys):
+  """The split file is the runner's format; its SSIM values are made up for the test."""
+  images, labels = data.load("mnist", "train", datasets_dir)
+  index = np.flatnonzero(labels == 3)
+  ssim = np.linspace(0.2, 0.9, len(index))
+  (tmp_path / "splits").mkdir()
+  np.savez(tmp_path / "splits" / "mnist-c3-s0.npz", ssim_train=ssim, train_split_index=index)
+  png = tmp_path / "fig1.png"
+  render.write_figure1(str(tmp_path), "mnist", 3, 0, images, str(png), count=8)
+  assert matplotlib.image.imread(png).ndim == 3
+  _log(tmp_path / "results.jsonl", aucs={(3, "dsplit", 10.0): [0.9]})
+  assert render.main([f"--workdir={tmp_path}", f"--data_dir={datasets_dir}", "--roc=none",
+                      "--figure1=all"]) == 0
+  assert f"wrote {tmp_path / 'report' / 'figure1_mnist_c3.png'}" in capsys.readouterr().out
+
+
+def test_missing_and_ambiguous_inputs(tmp_path, capsys):
+  assert render.main([f"--workdir={tmp_path}"]) == 1
+  err = capsys.readouterr().err
+  assert err.startswith("error: no records in") and err.count("\n") == 1
+  _log(tmp_path / "results.jsonl", aucs={(0, "ocsvm", 10.0): [0.9]}, preset="cpu")
+  _log(tmp_path / "results.jsonl", aucs={(0, "ocsvm", 10.0): [0.8]}, preset="paper")
+  assert render.main([f"--workdir={tmp_path}"]) == 1
+  assert "mixes presets cpu, paper; pass --preset" in capsys.readouterr().err
+  assert render.main([f"--workdir={tmp_path}", "--preset=paper", "--figure1=mnist:x"]) == 1
+  assert "want dataset:class" in capsys.readouterr().err
+  assert render.main([f"--workdir={tmp_path}", "--preset=paper", "--figure1=mnist:0"]) == 0
+  out = capsys.readouterr().out
+  assert "Fig. 4: no dsplit records" in out and "no splits" in out and "ROC: no score" in out
+  table = list(csv.DictReader(open(tmp_path / "report" / "table1.csv")))
+  assert table[0]["ocsvm"] == "80.0"
+
+
+def test_only_the_latest_config_of_a_cell_counts(tmp_path, capsys):
+  _log(tmp_path / "results.jsonl", aucs={(0, "ocsvm", 10.0): [0.5, 0.5]}, config_hash="old")
+  _log(tmp_path / "results.jsonl", aucs={(0, "ocsvm", 10.0): [0.9]}, config_hash="new")
+  recs = render.load_records(str(tmp_path))
+  assert [r["auc"] for r in recs] == [0.9]
+  assert "2 records of older configs ignored" in capsys.readouterr().out
