@@ -16,9 +16,9 @@ def get_config():
   c.model.dense_features = (128, 128)
   c.model.ae_conv_features = (16, 32, 48, 48, 32)
   c.model.ae_code_features = 32
-  c.ae.steps = 1000
+  c.ae.steps = 750
   c.ae.chunk_steps = 250
-  c.train.steps = 1000
+  c.train.steps = 750
   c.train.learning_rate = 1e-3
   c.train.chunk_steps = 250
   return c
