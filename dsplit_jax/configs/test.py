@@ -13,6 +13,7 @@ def get_config():
   c.ae.steps = 20
   c.ae.chunk_steps = 10
   c.ae.batch_size = 16
+  c.ae.warmup_steps = 10
   c.train.steps = 20
   c.train.chunk_steps = 10
   c.train.batch_size = 16
