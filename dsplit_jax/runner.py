@@ -210,7 +210,10 @@ def _baseline_scores(config, method, jobs: Jobs, progress) -> np.ndarray:
   if method in CLASSICAL_METHODS:
     out = []
     for c, s, idx, n in zip(jobs.classes, jobs.seeds, jobs.train_idx, jobs.train_count):
-      task = data.OneClassTask(jobs.dataset, c, jobs.pool[idx[:n]], jobs.test_images,
+      train_images, test_images = jobs.pool[idx[:n]], jobs.test_images
+      if config.classical.preprocessing == "gcn_minmax":
+        train_images, test_images = data.preprocessing.gcn_minmax(train_images, test_images)
+      task = data.OneClassTask(jobs.dataset, c, train_images, test_images,
                                (jobs.test_classes != c).astype(np.int32), jobs.test_classes, [])
       out.append(classical.run(method, task, config.classical, s))
       if progress:

@@ -53,12 +53,20 @@ def get_config() -> ml_collections.ConfigDict:
   # (faster on XLA:CPU, see pipeline.compiled_chunk); "auto" picks by backend.
   c.loop = "auto"
 
-  # Classical baselines (Table 1); filled in by dsplit_jax.baselines.
+  # Classical baselines (Table 1, section 3.1); see dsplit_jax/baselines/classical.py.
   c.classical = ml_collections.ConfigDict()
+  c.classical.preprocessing = "none"   # pixels in [0, 1] (measured faithful); or "gcn_minmax"
   c.classical.ocsvm_nu = 0.15
-  c.classical.preprocessing = "none"   # raw pixels in [0,1]; "gcn_minmax" as Ruff et al.
-  c.classical.hog_block_norm = "L1"
+  c.classical.ocsvm_gamma = "auto"     # 1 / number of features
+  c.classical.ocsvm_cache_mb = 1000.0
+  c.classical.hog_orientations = 9
+  c.classical.hog_pixels_per_cell = 8
+  c.classical.hog_cells_per_block = 3
+  c.classical.hog_block_norm = "L1"    # scikit-image's default before 0.15; "L2-Hys" now
+  c.classical.hog_channel_mode = "grey"
   c.classical.iforest_trees = 100
+  c.classical.iforest_max_samples = "auto"
 
+  # Deep SVDD: fields laid over dsvdd.get_config("paper") (the authors' MNIST command).
   c.dsvdd = ml_collections.ConfigDict()
   return c

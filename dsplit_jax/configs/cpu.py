@@ -21,4 +21,6 @@ def get_config():
   c.train.steps = 750
   c.train.learning_rate = 1e-3
   c.train.chunk_steps = 250
+  c.dsvdd.ae_epochs, c.dsvdd.ae_lr_milestones = 25, (20,)
+  c.dsvdd.epochs, c.dsvdd.lr_milestones = 25, (20,)
   return c

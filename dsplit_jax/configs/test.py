@@ -19,6 +19,8 @@ def get_config():
   c.train.batch_size = 16
   c.train.learning_rate = 1e-3
   c.eval_batch_size = 256
+  c.dsvdd.ae_epochs, c.dsvdd.ae_lr_milestones = 3, (2,)
+  c.dsvdd.epochs, c.dsvdd.lr_milestones = 3, (2,)
   # Adam divides by sqrt(v) + eps: with a tiny eps, gradients that are ~0 (a dead unit)
   # turn rounding noise into lr-sized steps, and a batched convolution rounds
   # differently from an unbatched one. A larger eps keeps the equivalence tests tight.

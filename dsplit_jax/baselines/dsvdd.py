@@ -1,0 +1,652 @@
+"""One-class Deep SVDD (Ruff et al., ICML 2018), as in the authors' PyTorch code.
+
+Follows github.com/lukasruff/Deep-SVDD-PyTorch (`networks/mnist_LeNet.py`,
+`networks/cifar10_LeNet.py`, `optim/ae_trainer.py`,
+`optim/deepSVDD_trainer.py`, `deepSVDD.py`):
+
+1. Autoencoder pretraining (MSE), Adam with L2 weight decay, lr / 10 at the
+   milestone epoch.
+2. The Deep SVDD network takes the encoder's weights *and* its BatchNorm
+   running statistics (PyTorch copies the encoder part of the `state_dict`).
+3. Centre c = mean of the initial representations of the training data (eval
+   mode), entries with |c_i| < eps pushed to +-eps.
+4. Loss = mean squared distance to c; score = squared distance to c, with
+   BatchNorm in eval mode (running statistics).
+
+Many (normal class, seed) jobs train at once: each epoch of a phase is one
+`lax.scan` over mini-batches, `jit(vmap(...))` over jobs; Python only loops
+over epochs. The training images live once on the device (`pool`); a job is
+a padded list of indices into it.
+
+Partial batches. PyTorch's loader gives ceil(n / B) batches per epoch, the
+last one smaller. Every job here takes ceil(Nmax / B) scan steps over a
+shuffled order with its valid indices first; padded positions are masked out
+of the loss and of the BatchNorm statistics (flax `BatchNorm(mask=...)`), and
+steps with no valid position leave the state (parameters, Adam moments,
+running statistics) untouched. So each job sees PyTorch's batches exactly:
+ceil(n / B) steps, the last one of n mod B images.
+
+Known differences to PyTorch: running variances are updated with the biased
+batch variance (PyTorch: unbiased; a factor n/(n-1) with n = B*H*W per
+channel, < 1e-5 for the conv layers, 0.5% for CIFAR's 1-d BatchNorm of the
+autoencoder); the decoder's transposed convolutions are not flipped (a
+re-parametrisation, as in flax's ConvTranspose); ties in max pooling share
+the gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from dsplit_jax.data import preprocessing as prep
+
+NETS = ("auto", "mnist_lenet", "cifar10_lenet")
+
+
+def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
+  """Hyperparameters; the presets copy one of these into `config.dsvdd`.
+
+  variant:
+    "paper":   the authors' MNIST command (README of Deep-SVDD-PyTorch),
+               also used for Fashion-MNIST: 150 + 150 epochs.
+    "cifar10": the authors' CIFAR-10 command (AE 350 epochs, milestone 250,
+               AE weight decay 0.5e-6).
+    "cpu":     25 AE + 25 Deep SVDD epochs (milestones 20), otherwise as
+               "paper"; MNIST AUCs within about a point of "paper"
+               (notes/baselines.md).
+    "test":    3 + 3 epochs, for unit tests only.
+  """
+  c = ml_collections.ConfigDict()
+  c.net = "auto"  # "auto": mnist_lenet for 1 channel, cifar10_lenet for 3.
+  c.preprocessing = "gcn_minmax"  # GCN (L1) + min-max of the normal class.
+  c.objective = "one-class"  # the only objective implemented.
+  c.conv = "auto"  # "taps" | "xla": same function, CPU speed (see conv2d).
+  c.bn_eps = 1e-4
+  c.bn_momentum = 0.9  # flax convention; PyTorch's momentum 0.1.
+  c.leaky_slope = 0.01  # F.leaky_relu default.
+  c.center_eps = 0.1
+  c.pretrain = True
+  # Deep SVDD phase (authors' flags --lr --n_epochs --lr_milestone ...).
+  c.lr = 1e-4
+  c.epochs = 150
+  c.lr_milestones = (50,)
+  c.batch_size = 200
+  c.weight_decay = 0.5e-6
+  # Autoencoder phase (--ae_lr --ae_n_epochs --ae_lr_milestone ...).
+  c.ae_lr = 1e-4
+  c.ae_epochs = 150
+  c.ae_lr_milestones = (50,)
+  c.ae_batch_size = 200
+  c.ae_weight_decay = 0.5e-3
+  c.eval_batch_size = 1000  # centre and scoring chunks; speed/memory only.
+  if variant == "paper":
+    pass
+  elif variant == "cifar10":
+    c.ae_epochs = 350
+    c.ae_lr_milestones = (250,)
+    c.ae_weight_decay = 0.5e-6
+  elif variant == "cpu":
+    c.ae_epochs, c.ae_lr_milestones = 25, (20,)
+    c.epochs, c.lr_milestones = 25, (20,)
+  elif variant == "test":
+    c.ae_epochs, c.ae_lr_milestones = 3, (2,)
+    c.epochs, c.lr_milestones = 3, (2,)
+  else:
+    raise ValueError(f"unknown variant {variant!r}")
+  return c
+
+
+def resolve_config(cfg) -> ml_collections.ConfigDict:
+  """`cfg` laid over the "paper" defaults (a preset may set only what it
+  changes); unknown fields raise KeyError."""
+  out = get_config("paper")
+  out.lock()
+  for k, v in cfg.items():
+    out[k] = v
+  return out
+
+
+# --------------------------------------------------------------------------
+# Networks. PyTorch's default init is U(+-1/sqrt(fan_in)); for a transposed
+# convolution PyTorch's fan_in is out_channels * k * k (flax kernel axis -1).
+
+_torch_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+_torch_init_transposed = nn.initializers.variance_scaling(
+    1 / 3, "fan_in", "uniform", in_axis=-1, out_axis=-2)
+# CIFAR-10: xavier_uniform_ with gain calculate_gain('leaky_relu') (0.01).
+_xavier_leaky = nn.initializers.variance_scaling(
+    2 / (1 + 0.01**2), "fan_avg", "uniform")
+
+# Inside the networks activations are [H, W, C, B] ("HWCN"). With 1 to 8
+# channels XLA's CPU convolutions run at a few GFLOP/s; a convolution written
+# as k*k*C multiply-adds of shifted [H, W, 1, B] slices with [O, 1] kernel
+# columns vectorises over the batch and fuses into a few loops
+# (`conv="taps"`). The AE training step is about 2x faster this way
+# (notes/baselines.md). Wider layers (CIFAR-10) use XLA's convolution.
+_HWCN = ("HWCN", "HWIO", "HWCN")
+_TAPS_MAX = 64  # `conv="auto"`: taps when C * O <= this, XLA's conv above.
+CONV_IMPLS = ("auto", "taps", "xla")
+
+
+def _conv_xla(x, kernel, padding: int):
+  p = ((padding, padding), (padding, padding))
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), p,
+                                      dimension_numbers=_HWCN)
+
+
+def _conv_taps(x, kernel, padding: int):
+  """Stride-1 cross-correlation as broadcast multiply-adds, batch in lanes.
+
+  One fused loop per kernel row; the barriers keep the fusions small (compile
+  time, registers) and stop XLA from recomputing x's producer once per tap.
+  """
+  k, _, cin, _ = kernel.shape
+  h, w = x.shape[0], x.shape[1]
+  x = jax.lax.optimization_barrier(x)
+  xp = jnp.pad(x, ((padding, padding), (padding, padding), (0, 0), (0, 0)))
+  ho, wo = h + 2 * padding - k + 1, w + 2 * padding - k + 1
+  acc = 0.0
+  for i in range(k):
+    row = 0.0
+    for j in range(k):
+      for c in range(cin):
+        row = row + xp[i:i + ho, j:j + wo, c:c + 1] * kernel[i, j, c][:, None]
+    acc = jax.lax.optimization_barrier(acc + row)
+  return acc
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_small(x, kernel, padding):
+  return _conv_taps(x, kernel, padding)
+
+
+def _conv_small_fwd(x, kernel, padding):
+  return _conv_taps(x, kernel, padding), (x, kernel)
+
+
+def _conv_small_bwd(padding, res, g):
+  x, kernel = res
+  k = kernel.shape[0]
+  # d/dx: the convolution of g with the flipped, transposed kernel (few
+  # channels again); d/dkernel: XLA's, fast enough for these shapes.
+  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+  dx = _conv_taps(g, flipped, k - 1 - padding)
+  dk = jax.vjp(lambda w: _conv_xla(x, w, padding), kernel)[1](g)[0]
+  return dx, dk
+
+
+_conv_small.defvjp(_conv_small_fwd, _conv_small_bwd)
+
+
+def conv2d(x, kernel, padding: int, impl: str = "auto"):
+  """Stride-1 cross-correlation (nn.Conv2d) of x [H, W, C, B], kernel [k, k, C, O]."""
+  if impl not in CONV_IMPLS:
+    raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
+  if impl == "taps" or (
+      impl == "auto" and kernel.shape[2] * kernel.shape[3] <= _TAPS_MAX):
+    return _conv_small(x, kernel, padding)
+  return _conv_xla(x, kernel, padding)
+
+
+class Conv(nn.Module):
+  """5x5 convolution without bias on HWCN activations (flax HWIO kernel).
+
+  `transposed=True` is PyTorch's stride-1 ConvTranspose2d(padding=p): a
+  convolution with padding k - 1 - p whose kernel, as in flax's
+  ConvTranspose, is not flipped (a re-parametrisation).
+  """
+  features: int
+  padding: int  # PyTorch's padding argument.
+  transposed: bool = False
+  init: str = "torch"
+  impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, x):
+    if self.init == "xavier":
+      init = _xavier_leaky
+    else:
+      init = _torch_init_transposed if self.transposed else _torch_init
+    kernel = self.param("kernel", init, (5, 5, x.shape[2], self.features))
+    pad = 4 - self.padding if self.transposed else self.padding
+    return conv2d(x, kernel, pad, self.impl)
+
+
+class _Net(nn.Module):
+  """Fields shared by the encoder and the autoencoder."""
+  net: str = "mnist_lenet"
+  bn_eps: float = 1e-4
+  bn_momentum: float = 0.9
+  slope: float = 0.01
+  conv: str = "auto"
+
+  def block(self, x, features, padding, names, train, mask, *,
+            transposed=False, init="torch"):
+    """conv 5x5 (no bias) -> BatchNorm (no affine) -> leaky ReLU.
+
+    `names`: (conv, bn) module names, PyTorch's attribute names.
+    """
+    x = Conv(features, padding, transposed, init, self.conv,
+             name=names[0])(x)
+    return nn.leaky_relu(self.bn(x, train, mask, names[1]), self.slope)
+
+  def bn(self, x, train, mask, name):
+    """BatchNorm without affine over all axes but the channels; mask [B]."""
+    if x.ndim == 4:  # HWCN
+      axis, m = 2, None if mask is None else mask.reshape(1, 1, 1, -1)
+    else:  # [B, F]
+      axis, m = -1, None if mask is None else mask[:, None]
+    return nn.BatchNorm(use_running_average=not train, axis=axis,
+                        use_bias=False, use_scale=False, epsilon=self.bn_eps,
+                        momentum=self.bn_momentum, use_fast_variance=False,
+                        name=name)(x, mask=m)
+
+
+def _pool(x):
+  """2x2 max pool of HWCN as a reshape-max: its gradient is much faster on
+  CPU than reduce_window's select-and-scatter (ties share the gradient)."""
+  h, w, c, b = x.shape
+  return x.reshape(h // 2, 2, w // 2, 2, c, b).max(axis=(1, 3))
+
+
+def _upsample(x):
+  """F.interpolate(scale_factor=2), nearest, of HWCN."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=0), 2, axis=1)
+
+
+def _flatten_chw(x):
+  """PyTorch's x.view(B, -1) of the NCHW tensor; x is HWCN."""
+  return jnp.transpose(x, (3, 2, 0, 1)).reshape(x.shape[3], -1)
+
+
+def _unflatten_chw(z, channels, size):
+  """PyTorch's z.view(B, C, size, size), returned as HWCN."""
+  return jnp.transpose(z.reshape(z.shape[0], channels, size, size),
+                       (2, 3, 1, 0))
+
+
+class Encoder(_Net):
+  """The Deep SVDD network phi: MNIST_LeNet (rep 32) or CIFAR10_LeNet (rep 128).
+
+  NHWC images in, [B, rep] out; no bias anywhere.
+  """
+
+  @nn.compact
+  def __call__(self, x, train: bool = False, mask=None):
+    mnist = self.net == "mnist_lenet"
+    widths, rep, init = (((8, 4), 32, "torch") if mnist
+                         else ((32, 64, 128), 128, "xavier"))
+    x = jnp.transpose(x, (1, 2, 3, 0))
+    for i, w in enumerate(widths, 1):
+      names = (f"conv{i}", f"bn{i}" if mnist else f"bn2d{i}")
+      x = _pool(self.block(x, w, 2, names, train, mask, init=init))
+    return nn.Dense(rep, use_bias=False, kernel_init=_torch_init,
+                    name="fc1")(_flatten_chw(x))
+
+
+class Autoencoder(_Net):
+  """MNIST_LeNet_Autoencoder / CIFAR10_LeNet_Autoencoder; NHWC in and out.
+
+  Submodule `encoder` is phi (same parameter and statistics tree).
+  """
+
+  @nn.compact
+  def __call__(self, x, train: bool = False, mask=None):
+    channels = x.shape[-1]
+    z = Encoder(self.net, self.bn_eps, self.bn_momentum, self.slope,
+                self.conv, name="encoder")(x, train, mask)
+    if self.net == "mnist_lenet":
+      # (2,4,4) -> up 8 -> deconv(p2) 8 -> up 16 -> deconv(p3) 14 -> up 28.
+      x = _upsample(nn.leaky_relu(_unflatten_chw(z, 2, 4), self.slope))
+      x = _upsample(self.block(x, 4, 2, ("deconv1", "bn3"), train, mask,
+                               transposed=True))
+      x = _upsample(self.block(x, 8, 3, ("deconv2", "bn4"), train, mask,
+                               transposed=True))
+      init, last = "torch", "deconv3"
+    else:
+      # BatchNorm1d on the code, (8,4,4) -> deconv 4 -> up 8 -> 16 -> 32.
+      z = self.bn(z, train, mask, "bn1d")
+      x = nn.leaky_relu(_unflatten_chw(z, 8, 4), self.slope)
+      for i, w in enumerate((128, 64, 32), 1):
+        x = _upsample(self.block(x, w, 2, (f"deconv{i}", f"bn2d{i + 3}"),
+                                 train, mask, transposed=True, init="xavier"))
+      init, last = "xavier", "deconv4"
+    x = Conv(channels, 2, transposed=True, init=init, impl=self.conv,
+             name=last)(x)
+    return jnp.transpose(nn.sigmoid(x), (3, 0, 1, 2))
+
+
+# --------------------------------------------------------------------------
+# Training: pure per-job functions, vmapped over jobs, one jit call an epoch.
+
+
+@flax.struct.dataclass
+class State:
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+def networks(cfg, channels: int) -> tuple[Autoencoder, Encoder]:
+  """(autoencoder, phi) for `cfg`; cfg.net "auto" picks by channel count."""
+  net = cfg.net
+  if net == "auto":
+    net = "mnist_lenet" if channels == 1 else "cifar10_lenet"
+  if net not in NETS[1:]:
+    raise ValueError(f"cfg.net must be one of {NETS}, got {cfg.net!r}")
+  kw = dict(net=net, bn_eps=cfg.bn_eps, bn_momentum=cfg.bn_momentum,
+            slope=cfg.leaky_slope, conv=cfg.conv)
+  return Autoencoder(**kw), Encoder(**kw)
+
+
+def adam_l2(weight_decay: float) -> optax.GradientTransformation:
+  """PyTorch Adam(weight_decay=wd): wd * param added to the gradient, then Adam.
+
+  The learning rate is applied by the caller (it changes per epoch).
+  """
+  return optax.chain(optax.add_decayed_weights(weight_decay),
+                     optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8))
+
+
+def lr_at(base: float, milestones, epoch: int) -> float:
+  """Learning rate of 0-based `epoch` under the authors' MultiStepLR(gamma=0.1).
+
+  Their loop calls scheduler.step() at the *start* of every epoch, so epoch e
+  runs with last_epoch = e + 1: the rate drops from epoch milestone - 1 on.
+  """
+  return base * 0.1 ** sum(epoch + 1 >= m for m in milestones)
+
+
+def _scale(x, affine):
+  return (x - affine[0]) / (affine[1] - affine[0])
+
+
+def _epoch_order(key, epoch, count, nmax: int, steps: int, batch: int):
+  """Shuffled positions, the job's `count` valid ones first, as [steps, batch].
+
+  A position's sort key is a hash of (key, epoch, position) alone, so a job's
+  batches do not depend on how much padding other jobs impose (nmax).
+  """
+  with _fast_rng():
+    key = jax.random.fold_in(key, epoch)
+    hashes = jax.random.key_data(jax.vmap(
+        lambda i: jax.random.fold_in(key, i))(jnp.arange(nmax)))[:, 0]
+  hashes = jnp.where(jnp.arange(nmax) < count, hashes, jnp.uint32(2**32 - 1))
+  order = jnp.argsort(hashes, stable=True)  # ties: valid (lower) positions first
+  return jnp.pad(order, (0, steps * batch - nmax)).reshape(steps, batch)
+
+
+def _fast_rng():
+  """Non-partitionable threefry for the draws of this module: it compiles
+  5-7x faster on CPU (seconds per program here); each job runs on one
+  device, so partitionable random bits would buy nothing."""
+  return jax.threefry_partitionable(False)
+
+
+def _typed_keys(keys):
+  keys = jnp.asarray(keys)
+  if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):
+    return keys
+  return jax.random.wrap_key_data(keys)
+
+
+def ae_loss(model, params, batch_stats, aux, x, mask, bn_mask):
+  """nn.MSELoss over the valid images; aux unused."""
+  del aux
+  recon, upd = model.apply({"params": params, "batch_stats": batch_stats}, x,
+                           train=True, mask=bn_mask, mutable=["batch_stats"])
+  per = jnp.mean((recon - x) ** 2, axis=(1, 2, 3))
+  return jnp.sum(per * mask) / jnp.maximum(mask.sum(), 1), upd["batch_stats"]
+
+
+def svdd_loss(model, params, batch_stats, center, x, mask, bn_mask):
+  """One-class objective: mean of ||phi(x) - c||^2 over the valid images."""
+  z, upd = model.apply({"params": params, "batch_stats": batch_stats}, x,
+                       train=True, mask=bn_mask, mutable=["batch_stats"])
+  dist = jnp.sum((z - center) ** 2, axis=-1)
+  return jnp.sum(dist * mask) / jnp.maximum(mask.sum(), 1), upd["batch_stats"]
+
+
+def train_epoch(state: State, aux, epoch, lr, pool, idx, count, key, affine,
+                *, loss_fn: Callable, tx: optax.GradientTransformation,
+                batch_size: int):
+  """One epoch of one job as a `lax.scan`; returns (state, mean batch loss).
+
+  loss_fn(params, batch_stats, aux, x, mask, bn_mask) -> (loss, batch_stats).
+  """
+  nmax = idx.shape[0]
+  steps = -(-nmax // batch_size)
+  order = _epoch_order(key, epoch, count, nmax, steps, batch_size)
+
+  def step(state, s):
+    mask = s * batch_size + jnp.arange(batch_size) < count
+    any_valid = mask.any()
+    # An empty step runs on arbitrary images (statistics over all of them,
+    # so nothing is 0/0) and is then discarded as a whole.
+    bn_mask = mask | ~any_valid
+    x = _scale(pool[idx[order[s]]], affine)
+    (loss, stats), grads = jax.value_and_grad(
+        lambda p: loss_fn(p, state.batch_stats, aux, x, mask.astype(x.dtype),
+                          bn_mask), has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(
+        state.params, jax.tree.map(lambda u: -lr * u, updates))
+    new = State(params, stats, opt_state)
+    new = jax.tree.map(lambda n, o: jnp.where(any_valid, n, o), new, state)
+    return new, (loss * any_valid, any_valid)
+
+  state, (losses, valid) = jax.lax.scan(step, state, jnp.arange(steps))
+  return state, losses.sum() / jnp.maximum(valid.sum(), 1)
+
+
+_LOSSES = {"ae": ae_loss, "dsvdd": svdd_loss}
+
+
+@functools.partial(jax.jit, donate_argnums=0,
+                   static_argnames=("phase", "model", "weight_decay",
+                                    "batch_size"))
+def epoch_jobs(state, aux, epoch, lr, pool, job_idx, job_counts, job_keys,
+               job_affine, *, phase: str, model, weight_decay: float,
+               batch_size: int):
+  """`train_epoch` of every job: state, aux, idx, counts, keys, affine are
+  stacked over jobs; epoch, lr, pool shared. Returns (state, loss [J])."""
+  fn = functools.partial(
+      train_epoch, loss_fn=functools.partial(_LOSSES[phase], model),
+      tx=adam_l2(weight_decay), batch_size=batch_size)
+  return jax.vmap(fn, in_axes=(0, 0, None, None, None, 0, 0, 0, 0))(
+      state, aux, epoch, lr, pool, job_idx, job_counts, job_keys, job_affine)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "weight_decay"))
+def init_jobs(keys, sample, *, model, weight_decay: float) -> State:
+  """Stacked initial states (PyTorch-style init, fresh Adam) for `keys`."""
+  def one(key):
+    with _fast_rng():
+      variables = model.init(key, sample, train=False)
+    params = variables["params"]
+    return State(params, variables["batch_stats"],
+                 adam_l2(weight_decay).init(params))
+  return jax.vmap(one)(keys)
+
+
+def _chunks(n: int, chunk: int):
+  steps = -(-n // chunk)
+  return steps, steps * chunk - n
+
+
+def init_center(model, variables, pool, idx, count, affine, *, eps: float,
+                chunk: int):
+  """Mean eval-mode phi of the job's training images; |c_i| < eps -> +-eps."""
+  steps, pad = _chunks(idx.shape[0], chunk)
+  idx = jnp.pad(idx, (0, pad)).reshape(steps, chunk)
+  pos = jnp.arange(steps * chunk).reshape(steps, chunk)
+
+  def body(total, s):
+    z = model.apply(variables, _scale(pool[idx[s]], affine), train=False)
+    return total + jnp.sum(z * (pos[s] < count)[:, None], axis=0), None
+
+  rep = jax.eval_shape(lambda: model.apply(variables, pool[:1], train=False))
+  total, _ = jax.lax.scan(body, jnp.zeros(rep.shape[-1], rep.dtype),
+                          jnp.arange(steps))
+  c = total / count
+  c = jnp.where((jnp.abs(c) < eps) & (c < 0), -eps, c)
+  return jnp.where((jnp.abs(c) < eps) & (c > 0), eps, c)
+
+
+def score(model, variables, center, images, affine, chunk: int):
+  """Anomaly score ||phi(x) - c||^2 of every image (eval-mode BatchNorm)."""
+  n = images.shape[0]
+  steps, pad = _chunks(n, chunk)
+  xs = jnp.pad(images, ((0, pad),) + ((0, 0),) * (images.ndim - 1))
+  xs = xs.reshape((steps, chunk) + images.shape[1:])
+  z = jax.lax.map(
+      lambda x: model.apply(variables, _scale(x, affine), train=False), xs)
+  z = z.reshape(steps * chunk, -1)[:n]
+  return jnp.sum((z - center) ** 2, axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "eps", "chunk"))
+def center_jobs(params, batch_stats, pool, job_idx, job_counts, job_affine, *,
+                model, eps: float, chunk: int):
+  """[J, rep] centres of stacked job states."""
+  return jax.vmap(
+      lambda p, s, i, n, a: init_center(
+          model, {"params": p, "batch_stats": s}, pool, i, n, a, eps=eps,
+          chunk=chunk))(params, batch_stats, job_idx, job_counts, job_affine)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk"))
+def score_jobs(params, batch_stats, center, test_images, job_affine, *, model,
+               chunk: int):
+  """[J, M] scores of stacked job states on shared `test_images`."""
+  return jax.vmap(
+      lambda p, s, c, a: score(model, {"params": p, "batch_stats": s}, c,
+                               test_images, a, chunk))(
+                                   params, batch_stats, center, job_affine)
+
+
+def _run_phase(phase: str, state: State, aux, *, model, lr: float,
+               milestones, epochs: int, weight_decay: float, batch_size: int,
+               data, keys, affine, progress) -> State:
+  """The Python loop over epochs of one phase; stops on a non-finite loss."""
+  for epoch in range(epochs):
+    rate = lr_at(lr, milestones, epoch)
+    state, loss = epoch_jobs(
+        state, aux, jnp.int32(epoch), jnp.float32(rate), *data, keys, affine,
+        phase=phase, model=model, weight_decay=weight_decay,
+        batch_size=batch_size)
+    loss = np.asarray(loss)
+    if not np.all(np.isfinite(loss)):
+      raise FloatingPointError(
+          f"{phase}: non-finite loss in epoch {epoch + 1}: {loss}")
+    if progress is not None:
+      progress(phase, epoch + 1, epochs, {"loss": float(loss.mean()),
+                                          "lr": rate})
+  return state
+
+
+def train_and_score(cfg, pool, job_idx, job_counts, job_keys, test_images, *,
+                    job_affine=None, progress=None) -> np.ndarray:
+  """Trains one Deep SVDD per job and scores `test_images`: [J, M] scores.
+
+  pool: float32 [P, H, W, C] training images of all jobs, shared.
+  job_idx: int32 [J, Nmax] indices into `pool`, padded with any valid index.
+  job_counts: int32 [J] valid entries of each row of `job_idx`.
+  job_keys: PRNG keys [J] (typed or raw); fold_in(key, 0/1/2) seeds the
+    init, the AE epochs and the Deep SVDD epochs, then fold_in(., epoch).
+  test_images: [M, H, W, C], shared.
+  job_affine: float32 [J, 2] (lo, hi): x -> (x - lo) / (hi - lo) per job,
+    applied to training and test images inside the compiled program (per-
+    class min-max of Ruff et al. on a class-independently GCN'd pool).
+  progress: callable(phase, step, total, metrics), called after every epoch
+    with phase "ae" or "dsvdd" and metrics {"loss": mean over jobs, "lr"}.
+  """
+  if cfg.objective != "one-class":
+    raise ValueError(f"only the one-class objective: {cfg.objective!r}")
+  job_idx = np.asarray(job_idx, np.int32)
+  job_counts = np.asarray(job_counts, np.int32)
+  num_jobs, nmax = job_idx.shape
+  if job_counts.shape != (num_jobs,) or np.any(job_counts < 1) or np.any(
+      job_counts > nmax):
+    raise ValueError(f"job_counts must be [{num_jobs}] ints in [1, {nmax}]")
+  if job_idx.min() < 0 or job_idx.max() >= len(pool):
+    raise ValueError("job_idx must index into pool (pad with a valid index)")
+  if job_affine is None:
+    job_affine = np.tile(np.array([0.0, 1.0], np.float32), (num_jobs, 1))
+  pool = jnp.asarray(pool, jnp.float32)
+  data = (pool, jnp.asarray(job_idx), jnp.asarray(job_counts))
+  affine = jnp.asarray(job_affine, jnp.float32)
+  ae, phi = networks(cfg, pool.shape[-1])
+  job_keys = _typed_keys(job_keys)
+
+  def fold(i):
+    with _fast_rng():
+      return jax.vmap(lambda k: jax.random.fold_in(k, i))(job_keys)
+
+
+  # Phase 1: autoencoder pretraining.
+  state = init_jobs(fold(0), pool[:1], model=ae,
+                    weight_decay=cfg.ae_weight_decay)
+  if cfg.pretrain:
+    state = _run_phase(
+        "ae", state, None, model=ae, lr=cfg.ae_lr,
+        milestones=cfg.ae_lr_milestones, epochs=cfg.ae_epochs,
+        weight_decay=cfg.ae_weight_decay, batch_size=cfg.ae_batch_size,
+        data=data, keys=fold(1), affine=affine, progress=progress)
+  # Phase 2: phi gets the encoder's weights and running statistics, a fresh
+  # Adam, and its centre.
+  params, stats = state.params["encoder"], state.batch_stats["encoder"]
+  state = State(params, stats,
+                jax.vmap(adam_l2(cfg.weight_decay).init)(params))
+  center = center_jobs(params, stats, *data, affine, model=phi,
+                       eps=cfg.center_eps, chunk=cfg.eval_batch_size)
+  # Phase 3: Deep SVDD.
+  state = _run_phase(
+      "dsvdd", state, center, model=phi, lr=cfg.lr,
+      milestones=cfg.lr_milestones, epochs=cfg.epochs,
+      weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, data=data,
+      keys=fold(2), affine=affine, progress=progress)
+  return np.asarray(score_jobs(
+      state.params, state.batch_stats, center,
+      jnp.asarray(test_images, jnp.float32), affine, model=phi,
+      chunk=cfg.eval_batch_size))
+
+
+def prepare(preprocessing: str, pool, job_idx, job_counts, test_images):
+  """(pool, test, job_affine) for `train_and_score` from images in [0, 1].
+
+  "gcn_minmax" (Ruff et al.): GCN-L1 of every image once, independent of the
+  class, and per job the min and max of its GCN'd training images, which
+  `train_and_score` applies to training and test images alike. "none": the
+  images as they are, no affine.
+  """
+  if preprocessing == "none":
+    return pool, test_images, None
+  if preprocessing != "gcn_minmax":
+    raise ValueError(f"preprocessing must be 'none' or 'gcn_minmax', "
+                     f"got {preprocessing!r}")
+  pool = prep.global_contrast_normalization(pool, "l1")
+  test = prep.global_contrast_normalization(test_images, "l1")
+  affine = np.array([prep.minmax_bounds(pool[i[:n]])
+                     for i, n in zip(job_idx, job_counts)], np.float32)
+  if np.any(affine[:, 1] <= affine[:, 0]):
+    raise ValueError("min-max scaling undefined: a job's GCN'd images are constant")
+  return pool, test, affine
+
+
+def run(config, jobs, progress=None) -> np.ndarray:
+  """Entry point of `runner`: Deep SVDD scores [J, M] for `runner.Jobs`."""
+  cfg = resolve_config(config.dsvdd)
+  pool, test, affine = prepare(cfg.preprocessing, jobs.pool, jobs.train_idx,
+                               jobs.train_count, jobs.test_images)
+  return train_and_score(cfg, pool, jobs.train_idx, jobs.train_count,
+                         jobs.keys, test, job_affine=affine, progress=progress)
