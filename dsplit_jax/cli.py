@@ -17,7 +17,7 @@ from dsplit_jax import loop
 from dsplit_jax import runner
 
 
-def _parse_list(text: str, what: str, allowed=None) -> list:
+def _parse_list(text: str, what: str) -> list:
   items = [t.strip() for t in str(text).split(",") if t.strip()]
   if not items:
     raise ValueError(f"empty {what}")

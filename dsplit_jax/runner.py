@@ -274,7 +274,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
                    f"{sorted(set(jobs.classes))} x seeds {sorted(set(jobs.seeds))}) on "
                    f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
   start = time.time()
-  if config.method in METHODS and config.method not in train.CLASSIFIER_METHODS + ("ssim",):
+  if config.method not in train.CLASSIFIER_METHODS + ("ssim",):
     scores = _baseline_scores(config, config.method, jobs, progress)
   else:
     fitted = fit(config, config.method, jobs, workdir=workdir, run_dir=run_dir,
