@@ -50,6 +50,8 @@ def main(argv=None):
     if m not in classical.METHODS:
       p.error(f"unknown method {m!r}; choose from {classical.METHODS}")
   classes = [int(c) for c in args.classes.split(",")]
+  if any(paper.lookup(args.dataset, c, methods[0]) is None for c in classes):
+    p.error(f"--classes must lie in 0..9, got {args.classes}")
   ref = {m: {c: paper.lookup(args.dataset, c, m)[0] for c in classes}
          for m in methods}
   print(f"dataset={args.dataset} preprocessing={cfg.preprocessing} "
@@ -59,8 +61,11 @@ def main(argv=None):
 
   ours = {m: [] for m in methods}
   for c in classes:
-    task = data.one_class_task(args.dataset, c, data_dir=args.data_dir,
-                               preprocessing=cfg.preprocessing)
+    try:
+      task = data.one_class_task(args.dataset, c, data_dir=args.data_dir,
+                                 preprocessing=cfg.preprocessing)
+    except (data.DataError, ValueError) as e:
+      p.error(str(e))
     line = [f"class {c}: n_train={len(task.train_images)}"]
     for m in methods:
       t0 = time.time()

@@ -93,8 +93,13 @@ def main(argv=None):
   if args.mode == "timing":
     cfg.ae_epochs = cfg.epochs = args.timing_epochs
   classes = [int(c) for c in args.classes.split(",")]
-  pool, idx, counts, keys, test, test_labels = _jobs(
-      args.dataset, classes, args.seed, args.data_dir)
+  if any(paper.lookup(args.dataset, c, "dsvdd") is None for c in classes):
+    p.error(f"--classes must lie in 0..9, got {args.classes}")
+  try:
+    pool, idx, counts, keys, test, test_labels = _jobs(
+        args.dataset, classes, args.seed, args.data_dir)
+  except data.DataError as e:
+    p.error(str(e))
   pool, test, affine = dsvdd.prepare(cfg.preprocessing, pool, idx, counts,
                                      test)
   print(f"{args.dataset} classes={classes} n={counts.tolist()} "

@@ -479,14 +479,16 @@ def init_jobs(keys, sample, *, model, weight_decay: float) -> State:
 
 
 def _chunks(n: int, chunk: int):
+  """(chunk, steps, padding) to cover n items in equal chunks of <= chunk."""
+  chunk = min(chunk, n)
   steps = -(-n // chunk)
-  return steps, steps * chunk - n
+  return chunk, steps, steps * chunk - n
 
 
 def init_center(model, variables, pool, idx, count, affine, *, eps: float,
                 chunk: int):
   """Mean eval-mode phi of the job's training images; |c_i| < eps -> +-eps."""
-  steps, pad = _chunks(idx.shape[0], chunk)
+  chunk, steps, pad = _chunks(idx.shape[0], chunk)
   idx = jnp.pad(idx, (0, pad)).reshape(steps, chunk)
   pos = jnp.arange(steps * chunk).reshape(steps, chunk)
 
@@ -505,7 +507,7 @@ def init_center(model, variables, pool, idx, count, affine, *, eps: float,
 def score(model, variables, center, images, affine, chunk: int):
   """Anomaly score ||phi(x) - c||^2 of every image (eval-mode BatchNorm)."""
   n = images.shape[0]
-  steps, pad = _chunks(n, chunk)
+  chunk, steps, pad = _chunks(n, chunk)
   xs = jnp.pad(images, ((0, pad),) + ((0, 0),) * (images.ndim - 1))
   xs = xs.reshape((steps, chunk) + images.shape[1:])
   z = jax.lax.map(

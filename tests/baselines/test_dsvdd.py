@@ -45,18 +45,20 @@ def test_networks_have_no_bias_and_torch_sizes(net, shape, encoder_params):
 
 
 def test_taps_convolution_matches_xla_with_gradients():
-  cin, cout, padding = 2, 3, 1  # padding 1: the AE's ConvTranspose(p=3)
-  kx, kw, kg = jax.random.split(jax.random.key(0), 3)
-  x = jax.random.normal(kx, (9, 9, cin, 6))
-  w = jax.random.normal(kw, (5, 5, cin, cout))
-  outs, vjps = {}, {}
+  # A 3x3 kernel (the code is generic in k) keeps the unrolled taps, and
+  # so the compile, small; padding 2 > k // 2 grows the output, as the AE's
+  # ConvTranspose(p=3) shrinks it, both ways of k - 1 - p.
+  cin, cout, padding = 2, 3, 2
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(9, 9, cin, 6)).astype(np.float32)
+  w = rng.normal(size=(3, 3, cin, cout)).astype(np.float32)
+  g = rng.normal(size=(11, 11, cout, 6)).astype(np.float32)
+  got = {}
   for impl in ("taps", "xla"):
-    out, vjp = jax.vjp(lambda a, b, impl=impl: dsvdd.conv2d(a, b, padding, impl),
-                       x, w)
-    outs[impl] = out
-    vjps[impl] = vjp(jax.random.normal(kg, out.shape))
-  np.testing.assert_allclose(outs["taps"], outs["xla"], rtol=1e-5, atol=1e-5)
-  for a, b in zip(vjps["taps"], vjps["xla"]):
+    out, vjp = jax.vjp(
+        lambda a, b, impl=impl: dsvdd.conv2d(a, b, padding, impl), x, w)
+    got[impl] = (out,) + vjp(g)
+  for a, b in zip(got["taps"], got["xla"]):  # output, d/dx, d/dkernel
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
@@ -169,8 +171,8 @@ def test_separates_mnist_digit_one():
   images, labels = data.load("mnist", "train", root)
   test, test_labels = data.load("mnist", "test", root)
   # 150 ones to train on (the other 150 pool images are not used), 2000 test
-  # images; 10 + 10 epochs at lr 1e-3: AUC 0.991, 0.991, 0.990 for keys
-  # 0, 1, 2 (notes/baselines.md); the paper's budget reaches 99.7.
+  # images; 10 + 10 epochs at lr 1e-3: AUC 0.979, 0.993, 0.992, 0.997 for
+  # keys 0-3 (notes/baselines.md); the paper's budget reaches 99.7.
   pool = np.concatenate([images[labels == 1][:150], images[labels != 1][:150]])
   pool = pool.astype(np.float32) / 255.0
   test = test[:2000].astype(np.float32) / 255.0
