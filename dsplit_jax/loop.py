@@ -21,11 +21,6 @@ class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or infinite; training stops rather than wasting the budget."""
 
 
-def every(step: int, interval: int, total: int) -> bool:
-  """The one helper deciding periodic actions: true every `interval` steps and at the end."""
-  return step == total or (interval > 0 and step % interval == 0)
-
-
 class Progress:
   """Prints phase, step, losses, steps/s and ETA; also keeps them for tests."""
 

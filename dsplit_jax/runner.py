@@ -14,9 +14,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Callable
 
-from absl import logging
 import flax.serialization
 import jax
 import ml_collections

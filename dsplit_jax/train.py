@@ -7,7 +7,6 @@ inside the compiled program; a chunk of steps is one `lax.scan`.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import dm_pix

@@ -14,7 +14,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from dsplit_jax import cli
 from dsplit_jax import pipeline
