@@ -16,12 +16,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dsplit_jax import layers
+
 
 # He initialisation: with flax's default (LeCun) the signal halves at every ReLU, and
 # the 12-layer autoencoder then starts in a plateau that outputs a constant image.
 _he = nn.initializers.kaiming_normal()
-Conv = functools.partial(nn.Conv, kernel_init=_he)
-ConvTranspose = functools.partial(nn.ConvTranspose, kernel_init=_he)
 Dense = functools.partial(nn.Dense, kernel_init=_he)
 
 
@@ -33,10 +33,12 @@ class AlexNetFeatures(nn.Module):
   """Feature extraction subnetwork: input up to the second-last AlexNet layer (z)."""
   conv_features: Sequence[int] = (96, 256, 384, 384, 256)
   dense_features: Sequence[int] = (4096, 4096)
+  conv_impl: str = "auto"        # see layers.py: same function, different lowering
 
   @nn.compact
   def __call__(self, x):
     c1, c2, c3, c4, c5 = self.conv_features
+    Conv, _ = layers.conv_modules(self.conv_impl, _he)
     x = _pool(nn.relu(Conv(c1, (5, 5), name="conv1")(x)))
     x = _pool(nn.relu(Conv(c2, (5, 5), name="conv2")(x)))
     x = nn.relu(Conv(c3, (3, 3), name="conv3")(x))
@@ -60,9 +62,10 @@ class OneClassNet(nn.Module):
   conv_features: Sequence[int] = (96, 256, 384, 384, 256)
   dense_features: Sequence[int] = (4096, 4096)
   distance_input: str = "difference"
+  conv_impl: str = "auto"
 
   def setup(self):
-    self.features = AlexNetFeatures(self.conv_features, self.dense_features)
+    self.features = AlexNetFeatures(self.conv_features, self.dense_features, self.conv_impl)
     self.classifier = nn.Dense(1)
     self.distance = nn.Dense(1)
 
@@ -103,10 +106,12 @@ class Autoencoder(nn.Module):
   code_features: int = 256
   channels: int = 1
   image_size: int = 28
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x):
     c1, c2, c3, c4, c5 = self.conv_features
+    Conv, ConvTranspose = layers.conv_modules(self.conv_impl, _he, autoencoder=True)
     s = _bottleneck_size(self.image_size)
     x = nn.relu(Conv(c1, (5, 5), strides=2, name="conv1")(x))
     x = nn.relu(Conv(c2, (5, 5), strides=2, name="conv2")(x))

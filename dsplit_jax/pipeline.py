@@ -17,6 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
+from dsplit_jax import layers
 from dsplit_jax import loop
 from dsplit_jax import train
 
@@ -133,7 +134,12 @@ def _programs(config_json: str, image_shape: tuple, method: str | None):
   return out
 
 
-def programs(config, image_shape, method=None):
+def programs(config, image_shape, method=None, num_jobs: int = 1):
+  """The compiled functions, with "auto" convolution lowerings resolved for `num_jobs`."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model.conv_impl = layers.resolve_conv_impl(config.model.conv_impl, num_jobs=num_jobs)
+  config.model.ae_conv_impl = layers.resolve_conv_impl(
+      config.model.ae_conv_impl, num_jobs=num_jobs, autoencoder=True)
   return _programs(config.to_json_best_effort(sort_keys=True), tuple(image_shape), method)
 
 
@@ -145,7 +151,7 @@ def fit_autoencoders(config: ml_collections.ConfigDict, pool, train_idx, train_c
                      *, ckpt_dir: str | None = None, progress=None):
   """Trains one splitting autoencoder per job with MSE; returns stacked params."""
   num_jobs = len(keys)
-  fns = programs(config, pool.shape[1:])
+  fns = programs(config, pool.shape[1:], num_jobs=num_jobs)
   mesh = _mesh()
   phase_keys = _phase_keys(keys, train.PHASE_AE)
   init_keys, step_keys = jax.vmap(lambda k: jax.random.split(k))(phase_keys).transpose(1, 0, 2)
@@ -164,7 +170,7 @@ def fit_autoencoders(config: ml_collections.ConfigDict, pool, train_idx, train_c
 def ssim_of(config, ae_params, pool, idx):
   """SSIM of each job's images `pool[idx[j]]` with their reconstruction: [J, len(idx[j])]."""
   num_jobs = len(idx)
-  fns = programs(config, pool.shape[1:])
+  fns = programs(config, pool.shape[1:], num_jobs=num_jobs)
   mesh = _mesh()
   params, idx = _shard(_pad_jobs((ae_params, idx), num_jobs), mesh)
   pool = _replicate(jnp.asarray(pool), mesh)
@@ -183,7 +189,7 @@ def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_
                     ckpt_dir: str | None = None, progress=None):
   """Trains one classifier per job with `method`'s losses; returns stacked params."""
   num_jobs = len(keys)
-  fns = programs(config, pool.shape[1:], method)
+  fns = programs(config, pool.shape[1:], method, num_jobs=num_jobs)
   mesh = _mesh()
   if splits is None:  # naive_nn: no split; the fields are unused but keep one shape.
     splits = train.Split(train_idx, train_count, train_idx, train_count)
@@ -204,7 +210,7 @@ def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_
 def classifier_scores(config, params, images) -> np.ndarray:
   """Anomaly scores [J, M] of every job's classifier on the same images."""
   num_jobs = len(jax.tree.leaves(params)[0])
-  fns = programs(config, images.shape[1:])
+  fns = programs(config, images.shape[1:], num_jobs=num_jobs)
   mesh = _mesh()
   params = _shard(_pad_jobs(params, num_jobs), mesh)
   images = _replicate(jnp.asarray(images), mesh)

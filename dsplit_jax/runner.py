@@ -134,7 +134,11 @@ def load_jobs(config: ml_collections.ConfigDict) -> Jobs:
 # ------------------------------------------------------------------ fit and score
 
 def _ae_dir(workdir, config, image_shape):
-  h = config_hash(config, fields=("dataset", "model", "ae", "eval_batch_size", "image_size"))
+  """Autoencoders depend on these fields only, so methods and classifier settings share them."""
+  ae_fields = dict(dataset=config.dataset, ae=config.ae.to_dict(), image_size=config.image_size,
+                   conv_features=config.model.ae_conv_features,
+                   code_features=config.model.ae_code_features)  # not conv_impl: same function
+  h = hashlib.sha256(json.dumps(ae_fields, sort_keys=True, default=list).encode()).hexdigest()[:12]
   return os.path.join(workdir, "autoencoders", f"{config.dataset}-{h}-{'x'.join(map(str, image_shape))}")
 
 

@@ -49,13 +49,15 @@ class Split:
 def make_autoencoder(config: ml_collections.ConfigDict, image_shape) -> models.Autoencoder:
   h, _, c = image_shape
   return models.Autoencoder(tuple(config.model.ae_conv_features),
-                            config.model.ae_code_features, channels=c, image_size=h)
+                            config.model.ae_code_features, channels=c, image_size=h,
+                            conv_impl=config.model.ae_conv_impl)
 
 
 def make_classifier(config: ml_collections.ConfigDict) -> models.OneClassNet:
   return models.OneClassNet(tuple(config.model.conv_features),
                             tuple(config.model.dense_features),
-                            distance_input=config.model.distance_input)
+                            distance_input=config.model.distance_input,
+                            conv_impl=config.model.conv_impl)
 
 
 def sample_positions(key, count, size: int, batch_size: int) -> jax.Array:

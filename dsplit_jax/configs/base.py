@@ -23,6 +23,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.conv_features = (96, 256, 384, 384, 256)
   c.model.dense_features = (4096, 4096)
   c.model.distance_input = "difference"  # paper: dense(z_i - z_j); or "abs_difference"
+  # How convolutions are lowered (the same function, see layers.py): "patches" (im2col
+  # matrix products), "xla" (lax.conv) or "auto" (layers.resolve_conv_impl: patches
+  # on CPU, except for a single autoencoder; xla elsewhere). Vmapped convolutions with
+  # per-job kernels are grouped convolutions, slow on XLA:CPU (BUILD_NOTES.md, sec. 4).
+  c.model.conv_impl = "auto"
+  c.model.ae_conv_impl = "auto"
   c.model.ae_conv_features = (96, 256, 384, 384, 256)
   c.model.ae_code_features = 256
 

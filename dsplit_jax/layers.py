@@ -1,0 +1,158 @@
+"""Convolutions written as patch extraction + one matrix product (im2col).
+
+Why: under `vmap` over jobs every convolution has a per-job kernel, which XLA lowers to
+a grouped convolution; XLA:CPU runs those several times slower than the same work as
+batched matrix products (BUILD_NOTES.md, section 4). Patches are built from strided
+slices, whose gradient is a pad, so the backward pass is matrix products too.
+
+The modules have the parameters of `flax.linen.Conv` / `ConvTranspose` (same names,
+shapes and initialisers) and compute the same function, so checkpoints and results
+carry over between `conv_impl="xla"` and `"patches"`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+CONV_IMPLS = ("xla", "patches", "auto")
+
+
+def resolve_conv_impl(impl: str, *, num_jobs: int = 1, autoencoder: bool = False) -> str:
+  """"auto": XLA's convolutions off CPU. On XLA:CPU, patches for the classifier; for the
+  autoencoder (strided transposed convolutions) patches only when jobs are vmapped,
+  since one job alone runs faster on lax.conv (BUILD_NOTES.md, section 4)."""
+  if impl not in CONV_IMPLS:
+    raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
+  if impl != "auto":
+    return impl
+  if jax.default_backend() != "cpu":
+    return "xla"
+  return "patches" if (num_jobs > 1 or not autoencoder) else "xla"
+
+
+def _pairs(v, n=2):
+  return tuple(v) if isinstance(v, Sequence) else (v,) * n
+
+
+def _transpose_pads(k: int, s: int, padding: str):
+  """`lax.conv_transpose`'s padding of the stride-dilated input for one dimension."""
+  if padding == "SAME":
+    pad_len = k + s - 2
+    pad_a = k - 1 if s > k - 1 else -(-pad_len // 2)
+  elif padding == "VALID":
+    pad_len = k + s - 2 + max(k - s, 0)
+    pad_a = k - 1
+  else:
+    raise ValueError(f"padding must be SAME or VALID, got {padding!r}")
+  return pad_a, pad_len - pad_a
+
+
+def conv_patches(x, kernel, strides, pads):
+  """conv_general_dilated(x, kernel, strides, pads) in NHWC/HWIO, as strided slices of
+  the padded input concatenated on channels, times the kernel."""
+  kh, kw, cin, cout = kernel.shape
+  config = [(0, 0, 0)] * (x.ndim - 3) + [(lo, hi, 0) for lo, hi in pads] + [(0, 0, 0)]
+  x = lax.pad(x, jnp.zeros((), x.dtype), config)
+  (sh, sw), (h, w) = strides, x.shape[-3:-1]
+  out_h, out_w = (h - kh) // sh + 1, (w - kw) // sw + 1
+  cols = [x[..., dy:dy + (out_h - 1) * sh + 1:sh, dx:dx + (out_w - 1) * sw + 1:sw, :]
+          for dy in range(kh) for dx in range(kw)]
+  patches = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
+  return patches @ kernel.reshape(kh * kw * cin, cout)
+
+
+class PatchConv(nn.Module):
+  """`nn.Conv` (SAME/VALID padding, strides, bias) computed by `conv_patches`."""
+  features: int
+  kernel_size: Sequence[int]
+  strides: int | Sequence[int] = 1
+  padding: str = "SAME"
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x):
+    ks, strides = tuple(self.kernel_size), _pairs(self.strides)
+    kernel = self.param("kernel", self.kernel_init, ks + (x.shape[-1], self.features))
+    bias = self.param("bias", self.bias_init, (self.features,))
+    pads = lax.padtype_to_pads(x.shape[-3:-1], ks, strides, self.padding)
+    return conv_patches(x, kernel, strides, pads) + bias
+
+
+def _phase_taps(k: int, s: int, pad_lo: int, in_len: int, phases_len: int):
+  """For each output phase r (outputs o = s * q + r): the kernel taps k0, k0 + s, ...
+  that reach it and the (lo, hi) padding of the input for a stride-1 correlation."""
+  out = []
+  for r in range(s):
+    k0 = (pad_lo - r) % s
+    taps = len(range(k0, k, s))
+    offset = (r + k0 - pad_lo) // s          # input index of tap m at q: q + m + offset
+    out.append((k0, taps, (-offset, phases_len + taps - 2 + offset - (in_len - 1))))
+  return out
+
+
+def conv_transpose_patches(x, kernel, strides, pads):
+  """`lax.conv_transpose` (kernel not flipped) without multiplying inserted zeros.
+
+  Output o = s * q + r of a stride-s transposed convolution only meets the kernel taps
+  k = k0(r) + s * m, so each of the s * s output phases is an ordinary stride-1
+  convolution of x with a sub-kernel (`conv_patches`); the phases are then interleaved.
+  """
+  kh, kw, _, cout = kernel.shape
+  (h, w), (sh, sw) = x.shape[-3:-1], strides
+  out_h = (h - 1) * sh + 1 + sum(pads[0]) - kh + 1
+  out_w = (w - 1) * sw + 1 + sum(pads[1]) - kw + 1
+  if h == w == 1:  # A 1x1 input (the autoencoder's code): the output is the kernel, scaled.
+    def taps(k, pad_lo, out):
+      idx = pad_lo - jnp.arange(out)
+      return jnp.clip(idx, 0, k - 1), (idx >= 0) & (idx < k)
+    (iy, my), (ix, mx) = taps(kh, pads[0][0], out_h), taps(kw, pads[1][0], out_w)
+    sub = kernel[iy][:, ix] * (my[:, None] & mx[None, :])[..., None, None]
+    return jnp.einsum("...c,yxcd->...yxd", x[..., 0, 0, :], sub)
+  qh, qw = -(-out_h // sh), -(-out_w // sw)
+  rows = []
+  for k0y, ty, pad_y in _phase_taps(kh, sh, pads[0][0], h, qh):
+    cols = []
+    for k0x, tx, pad_x in _phase_taps(kw, sw, pads[1][0], w, qw):
+      if ty and tx:
+        cols.append(conv_patches(x, kernel[k0y::sh, k0x::sw], (1, 1), (pad_y, pad_x)))
+      else:  # A kernel smaller than the stride leaves this phase empty.
+        cols.append(jnp.zeros(x.shape[:-3] + (qh, qw, cout), x.dtype))
+    rows.append(jnp.stack(cols, axis=-2))          # [..., qh, qw, sw, C]
+  y = jnp.stack(rows, axis=-4)                     # [..., qh, sh, qw, sw, C]
+  y = y.reshape(x.shape[:-3] + (qh * sh, qw * sw, cout))
+  return y[..., :out_h, :out_w, :]
+
+
+class PatchConvTranspose(nn.Module):
+  """`nn.ConvTranspose` (transpose_kernel=False) computed by `conv_transpose_patches`."""
+  features: int
+  kernel_size: Sequence[int]
+  strides: int | Sequence[int] = 1
+  padding: str = "SAME"
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x):
+    ks, strides = tuple(self.kernel_size), _pairs(self.strides)
+    kernel = self.param("kernel", self.kernel_init, ks + (x.shape[-1], self.features))
+    bias = self.param("bias", self.bias_init, (self.features,))
+    pads = [_transpose_pads(k, s, self.padding) for k, s in zip(ks, strides)]
+    return conv_transpose_patches(x, kernel, strides, pads) + bias
+
+
+def conv_modules(impl: str, kernel_init: Callable, *, autoencoder: bool = False):
+  """(Conv, ConvTranspose) constructors for `impl`, with `kernel_init`."""
+  impl = resolve_conv_impl(impl, autoencoder=autoencoder)
+  if impl == "xla":
+    return (functools.partial(nn.Conv, kernel_init=kernel_init),
+            functools.partial(nn.ConvTranspose, kernel_init=kernel_init))
+  return (functools.partial(PatchConv, kernel_init=kernel_init),
+          functools.partial(PatchConvTranspose, kernel_init=kernel_init))
