@@ -23,17 +23,14 @@ import jax.numpy as jnp
 CONV_IMPLS = ("xla", "patches", "auto")
 
 
-def resolve_conv_impl(impl: str, *, num_jobs: int = 1, autoencoder: bool = False) -> str:
-  """"auto": XLA's convolutions off CPU. On XLA:CPU, patches for the classifier; for the
-  autoencoder (strided transposed convolutions) patches only when jobs are vmapped,
-  since one job alone runs faster on lax.conv (BUILD_NOTES.md, section 4)."""
+def resolve_conv_impl(impl: str) -> str:
+  """"auto" is "patches" on XLA:CPU (faster for vmapped jobs, and fast inside
+  `lax.scan`, where lax.conv's gradients are 10x slower) and XLA's own elsewhere."""
   if impl not in CONV_IMPLS:
     raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
   if impl != "auto":
     return impl
-  if jax.default_backend() != "cpu":
-    return "xla"
-  return "patches" if (num_jobs > 1 or not autoencoder) else "xla"
+  return "patches" if jax.default_backend() == "cpu" else "xla"
 
 
 def _pairs(v, n=2):
@@ -148,9 +145,9 @@ class PatchConvTranspose(nn.Module):
     return conv_transpose_patches(x, kernel, strides, pads) + bias
 
 
-def conv_modules(impl: str, kernel_init: Callable, *, autoencoder: bool = False):
+def conv_modules(impl: str, kernel_init: Callable):
   """(Conv, ConvTranspose) constructors for `impl`, with `kernel_init`."""
-  impl = resolve_conv_impl(impl, autoencoder=autoencoder)
+  impl = resolve_conv_impl(impl)
   if impl == "xla":
     return (functools.partial(nn.Conv, kernel_init=kernel_init),
             functools.partial(nn.ConvTranspose, kernel_init=kernel_init))

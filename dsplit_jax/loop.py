@@ -50,14 +50,26 @@ def _manager(ckpt_dir: str) -> ocp.CheckpointManager:
       options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
 
 
+def _summary(metrics: dict) -> dict[str, float]:
+  """Mean of each metric over jobs and steps; with several jobs also the worst job's
+  mean, so that one job stuck on a plateau is not hidden by the average."""
+  out = {}
+  for k, v in metrics.items():
+    v = np.asarray(v, np.float64)
+    out[k] = float(np.mean(v))
+    if v.ndim == 2 and v.shape[0] > 1:
+      out[f"{k}_max_job"] = float(np.max(np.mean(v, axis=1)))
+  return out
+
+
 def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, dict]],
               *, total_steps: int, chunk_steps: int, ckpt_dir: str | None,
               progress: Progress | None = None) -> Any:
   """Runs `total_steps` steps as chunks of `chunk_steps`, resuming from `ckpt_dir`.
 
   `chunk_fn(state, start_step) -> (state, metrics)` runs `chunk_steps` steps from
-  `start_step`; its metrics are arrays whose mean is reported. `total_steps` must be
-  a multiple of `chunk_steps` so that a resumed run takes exactly the same steps.
+  `start_step`; its metrics are [jobs, steps] arrays (see `_summary`). `total_steps`
+  must be a multiple of `chunk_steps` so that a resumed run takes exactly the same steps.
   """
   if total_steps % chunk_steps:
     raise ValueError(f"{name}: total_steps={total_steps} is not a multiple of "
@@ -76,7 +88,7 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
   while step < total_steps:
     state, metrics = chunk_fn(state, np.int32(step))
     step += chunk_steps
-    metrics = {k: float(np.mean(np.asarray(v))) for k, v in metrics.items()}
+    metrics = _summary(metrics)
     bad = [k for k, v in metrics.items() if not np.isfinite(v)]
     if bad:
       raise NonFiniteLossError(f"{name}: non-finite {', '.join(bad)} at step {step}")

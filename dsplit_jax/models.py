@@ -111,7 +111,7 @@ class Autoencoder(nn.Module):
   @nn.compact
   def __call__(self, x):
     c1, c2, c3, c4, c5 = self.conv_features
-    Conv, ConvTranspose = layers.conv_modules(self.conv_impl, _he, autoencoder=True)
+    Conv, ConvTranspose = layers.conv_modules(self.conv_impl, _he)
     s = _bottleneck_size(self.image_size)
     x = nn.relu(Conv(c1, (5, 5), strides=2, name="conv1")(x))
     x = nn.relu(Conv(c2, (5, 5), strides=2, name="conv2")(x))

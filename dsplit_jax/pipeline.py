@@ -74,10 +74,10 @@ def over_jobs(fn, in_axes, *, donate: bool = False):
 def compiled_chunk(body, in_axes, steps: int, mode: str):
   """A chunk of `steps` steps of `body(state, step, *job_args)` vmapped over jobs.
 
-  mode "scan": the whole chunk is one compiled `lax.scan` (accelerators). mode "host":
+  mode "scan": the whole chunk is one compiled `lax.scan` (the default). mode "host":
   one compiled call per step, the batch still drawn on the device from the step number;
-  XLA:CPU runs convolution gradients inside a while loop about 15x slower than outside
-  one (measured in BUILD_NOTES.md), so this is the fast path on CPU.
+  the fast path for lax.conv on XLA:CPU, whose gradients run about 10x slower inside a
+  while loop (BUILD_NOTES.md, section 3).
   """
   if mode == "scan":
     def run(state, start, *args):
@@ -97,8 +97,13 @@ def compiled_chunk(body, in_axes, steps: int, mode: str):
 
 
 def loop_mode(config) -> str:
-  return config.loop if config.loop != "auto" else (
-      "host" if jax.default_backend() == "cpu" else "scan")
+  """"auto": a `lax.scan` per chunk, except on XLA:CPU with lax.conv convolutions,
+  whose gradients run 10x slower inside a loop (BUILD_NOTES.md, section 3)."""
+  if config.loop != "auto":
+    return config.loop
+  impls = {layers.resolve_conv_impl(config.model.conv_impl),
+           layers.resolve_conv_impl(config.model.ae_conv_impl)}
+  return "host" if jax.default_backend() == "cpu" and "xla" in impls else "scan"
 
 
 @functools.lru_cache(maxsize=32)
@@ -134,12 +139,7 @@ def _programs(config_json: str, image_shape: tuple, method: str | None):
   return out
 
 
-def programs(config, image_shape, method=None, num_jobs: int = 1):
-  """The compiled functions, with "auto" convolution lowerings resolved for `num_jobs`."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  config.model.conv_impl = layers.resolve_conv_impl(config.model.conv_impl, num_jobs=num_jobs)
-  config.model.ae_conv_impl = layers.resolve_conv_impl(
-      config.model.ae_conv_impl, num_jobs=num_jobs, autoencoder=True)
+def programs(config, image_shape, method=None):
   return _programs(config.to_json_best_effort(sort_keys=True), tuple(image_shape), method)
 
 
@@ -151,7 +151,7 @@ def fit_autoencoders(config: ml_collections.ConfigDict, pool, train_idx, train_c
                      *, ckpt_dir: str | None = None, progress=None):
   """Trains one splitting autoencoder per job with MSE; returns stacked params."""
   num_jobs = len(keys)
-  fns = programs(config, pool.shape[1:], num_jobs=num_jobs)
+  fns = programs(config, pool.shape[1:])
   mesh = _mesh()
   phase_keys = _phase_keys(keys, train.PHASE_AE)
   init_keys, step_keys = jax.vmap(lambda k: jax.random.split(k))(phase_keys).transpose(1, 0, 2)
@@ -170,7 +170,7 @@ def fit_autoencoders(config: ml_collections.ConfigDict, pool, train_idx, train_c
 def ssim_of(config, ae_params, pool, idx):
   """SSIM of each job's images `pool[idx[j]]` with their reconstruction: [J, len(idx[j])]."""
   num_jobs = len(idx)
-  fns = programs(config, pool.shape[1:], num_jobs=num_jobs)
+  fns = programs(config, pool.shape[1:])
   mesh = _mesh()
   params, idx = _shard(_pad_jobs((ae_params, idx), num_jobs), mesh)
   pool = _replicate(jnp.asarray(pool), mesh)
@@ -189,7 +189,7 @@ def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_
                     ckpt_dir: str | None = None, progress=None):
   """Trains one classifier per job with `method`'s losses; returns stacked params."""
   num_jobs = len(keys)
-  fns = programs(config, pool.shape[1:], method, num_jobs=num_jobs)
+  fns = programs(config, pool.shape[1:], method)
   mesh = _mesh()
   if splits is None:  # naive_nn: no split; the fields are unused but keep one shape.
     splits = train.Split(train_idx, train_count, train_idx, train_count)
@@ -210,7 +210,7 @@ def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_
 def classifier_scores(config, params, images) -> np.ndarray:
   """Anomaly scores [J, M] of every job's classifier on the same images."""
   num_jobs = len(jax.tree.leaves(params)[0])
-  fns = programs(config, images.shape[1:], num_jobs=num_jobs)
+  fns = programs(config, images.shape[1:])
   mesh = _mesh()
   params = _shard(_pad_jobs(params, num_jobs), mesh)
   images = _replicate(jnp.asarray(images), mesh)

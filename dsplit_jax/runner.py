@@ -167,7 +167,15 @@ def _autoencoders(config, jobs: Jobs, workdir, progress):
   return jax.tree.map(lambda *xs: np.stack(xs), *stacked)
 
 
+def _writer() -> bool:
+  """On a multi-host run (jax.distributed) every process computes every result; only
+  process 0 writes them, so records are not duplicated."""
+  return jax.process_index() == 0
+
+
 def _atomic_write(path, payload: bytes):
+  if not _writer():
+    return
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}"
   with open(tmp, "wb") as f:
@@ -301,7 +309,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
         rho=float(config.rho), auc=auc, config=config, wall_time_s=wall / len(jobs.classes),
         config_hash=chash, preset=config.preset, program_wall_time_s=wall,
         program_jobs=len(jobs.classes))
-    records.append_record(results, rec)
+    if _writer():
+      records.append_record(results, rec)
     new.append(rec)
     progress.printer(f"[{config.method}] {config.dataset} class {c} seed {s}: "
                      f"AUC {100 * auc:.2f}")
@@ -309,6 +318,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
 
 
 def _save_npz(path, **arrays):
+  if not _writer():
+    return
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}.npz"
   np.savez(tmp, **arrays)

@@ -3,6 +3,7 @@ vmapped run of all classes; prints images/s, wall time, speed-up b/a, peak memor
 achieved GFLOP/s beside a large matmul's GFLOP/s measured in the same process.
 
   DSPLIT_DATA_DIR=../shared/datasets python -m experiments.bench_vmap --classes=0,1,2,3 --steps=50
+  ... --set=model.conv_impl=xla --set=model.ae_conv_impl=xla   # lax.conv (host loop on CPU)
 
 Both ways train the autoencoder and the classifier of every class for `--steps` steps
 each (compile time excluded: every program is run once before timing).
@@ -72,9 +73,11 @@ def main():
   p.add_argument("--steps", type=int, default=50)
   p.add_argument("--preset", default="cpu")
   p.add_argument("--data_dir", default=None)
+  p.add_argument("--set", action="append", default=[],
+                 help="config overrides, e.g. --set=model.conv_impl=xla --set=loop=host")
   args = p.parse_args()
   sets = [f"ae.steps={args.steps}", f"ae.chunk_steps={args.steps}",
-          f"train.steps={args.steps}", f"train.chunk_steps={args.steps}"]
+          f"train.steps={args.steps}", f"train.chunk_steps={args.steps}"] + args.set
   config, _ = cli.config_from_flags(preset=args.preset, dataset=args.dataset,
                                     normal_class=args.classes, method="dsplit", rho=None,
                                     seed=0, num_seeds=1, data_dir=args.data_dir, overrides=sets)
@@ -95,7 +98,9 @@ def main():
   flops = n * args.steps * (f_ae + f_clf)
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(f"{n} classes x {args.steps} autoencoder + {args.steps} classifier steps, "
-        f"preset {args.preset}, {jax.device_count()} {jax.default_backend()} device(s)")
+        f"preset {args.preset}, {jax.device_count()} {jax.default_backend()} device(s), "
+        f"loop {pipeline.loop_mode(config)}, convolutions {config.model.conv_impl} / "
+        f"autoencoder {config.model.ae_conv_impl}")
   print(f"(a) one class after another: {wall_a:.1f} s, {images / wall_a:.0f} images/s, "
         f"{flops / wall_a / 1e9:.1f} GFLOP/s")
   print(f"(b) one vmapped program:     {wall_b:.1f} s, {images / wall_b:.0f} images/s, "

@@ -24,9 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dense_features = (4096, 4096)
   c.model.distance_input = "difference"  # paper: dense(z_i - z_j); or "abs_difference"
   # How convolutions are lowered (the same function, see layers.py): "patches" (im2col
-  # matrix products), "xla" (lax.conv) or "auto" (layers.resolve_conv_impl: patches
-  # on CPU, except for a single autoencoder; xla elsewhere). Vmapped convolutions with
-  # per-job kernels are grouped convolutions, slow on XLA:CPU (BUILD_NOTES.md, sec. 4).
+  # matrix products), "xla" (lax.conv), "auto" = patches on CPU, xla elsewhere. On
+  # XLA:CPU, lax.conv is slow when vmapped over jobs (grouped convolutions) and when
+  # differentiated inside lax.scan; patches are not (BUILD_NOTES.md, sections 3-4).
   c.model.conv_impl = "auto"
   c.model.ae_conv_impl = "auto"
   c.model.ae_conv_features = (96, 256, 384, 384, 256)
@@ -56,7 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.eval_batch_size = 500
   # "scan": each chunk is one compiled lax.scan; "host": one compiled call per step
-  # (faster on XLA:CPU, see pipeline.compiled_chunk); "auto" picks by backend.
+  # (faster for lax.conv on XLA:CPU, see pipeline.loop_mode); "auto" picks.
   c.loop = "auto"
 
   # Classical baselines (Table 1, section 3.1); see dsplit_jax/baselines/classical.py.

@@ -1,0 +1,54 @@
+"""Benchmark: is the splitting autoencoder trained? Final MSE and SSIM-baseline AUC per class.
+
+  DSPLIT_DATA_DIR=../shared/datasets python -m experiments.bench_autoencoder --classes=4,7 --set=ae.warmup_steps=200
+
+An autoencoder stuck on the "mean image" plateau (MSE ~0.1 on MNIST) ranks images at
+random, so the split, and every method built on it, is noise; its SSIM AUC is ~50.
+Each class is trained alone (the same job key as `dsplit_jax.main` uses), nothing is
+saved. Prints one line per class and the wall time.
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from dsplit_jax import cli
+from dsplit_jax import loop
+from dsplit_jax import metrics
+from dsplit_jax import pipeline
+from dsplit_jax import runner
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--dataset", default="mnist")
+  parser.add_argument("--preset", default="cpu")
+  parser.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--data_dir", default=None)
+  parser.add_argument("--set", action="append", default=[])
+  args = parser.parse_args()
+  print(f"{args.dataset} autoencoders, preset={args.preset}, seed={args.seed}, "
+        f"overrides={args.set}")
+  print("| class | MSE (mean of the last chunk) | SSIM AUC | wall s |")
+  print("|---|---|---|---|")
+  for c in [int(x) for x in args.classes.split(",")]:
+    config, _ = cli.config_from_flags(
+        preset=args.preset, dataset=args.dataset, normal_class=str(c), method="ssim",
+        rho=None, seed=args.seed, num_seeds=1, data_dir=args.data_dir, overrides=args.set)
+    jobs = runner.load_jobs(config)
+    progress = loop.Progress(printer=lambda line: None)
+    start = time.time()
+    params = pipeline.fit_autoencoders(config, jobs.pool, jobs.train_idx, jobs.train_count,
+                                       jobs.keys, progress=progress)
+    wall = time.time() - start
+    mse = progress.history[-1]["mse"]
+    idx = np.arange(len(jobs.test_images), dtype=np.int32)[None]
+    ssim = pipeline.ssim_of(config, params, jobs.test_images, idx)[0]
+    auc = metrics.auc((jobs.test_classes != c).astype(np.int32), -ssim)
+    print(f"| {c} | {mse:.4f} | {100 * auc:.1f} | {wall:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,28 @@
+"""Runner details that need no training."""
+
+import jax
+import numpy as np
+
+from dsplit_jax import configs
+from dsplit_jax import runner
+
+
+def test_only_process_zero_writes(tmp_path, monkeypatch):
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  runner._save_npz(str(tmp_path / "a.npz"), x=np.zeros(3))
+  runner._atomic_write(str(tmp_path / "b.bin"), b"x")
+  assert list(tmp_path.iterdir()) == []
+  monkeypatch.setattr(jax, "process_index", lambda: 0)
+  runner._save_npz(str(tmp_path / "a.npz"), x=np.zeros(3))
+  runner._atomic_write(str(tmp_path / "b.bin"), b"x")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.bin"]
+
+
+def test_autoencoder_cache_ignores_classifier_settings():
+  config = configs.get_preset("cpu")
+  other = configs.get_preset("cpu")
+  other.train.learning_rate, other.method, other.model.conv_features = 0.5, "nnwds", (8,) * 5
+  other.model.conv_impl = other.model.ae_conv_impl = "xla"  # same function, same cache
+  assert runner._ae_dir("w", config, (28, 28, 1)) == runner._ae_dir("w", other, (28, 28, 1))
+  other.ae.warmup_steps = 1
+  assert runner._ae_dir("w", config, (28, 28, 1)) != runner._ae_dir("w", other, (28, 28, 1))
