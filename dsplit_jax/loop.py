@@ -75,12 +75,23 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
     raise ValueError(f"{name}: total_steps={total_steps} is not a multiple of "
                      f"chunk_steps={chunk_steps}")
   manager = _manager(os.path.join(ckpt_dir, name)) if ckpt_dir else None
+  try:
+    return _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress)
+  finally:
+    # Also when interrupted (an exception, Ctrl-C): orbax saves in the background, and
+    # a save still in flight would otherwise be lost and the resume start earlier.
+    if manager is not None:
+      manager.wait_until_finished()
+      manager.close()
+
+
+def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress):
   step = 0
   if manager is not None and manager.latest_step() is not None:
     step = manager.latest_step()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    logging.info("%s: resumed from step %d in %s", name, step, ckpt_dir)
+    logging.info("%s: resumed from step %d", name, step)
     if progress is not None:
       progress.printer(f"[{name}] resumed at step {step}/{total_steps}")
   if progress is not None:
@@ -96,9 +107,6 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
       manager.save(step, args=ocp.args.StandardSave(state))
     if progress is not None:
       progress(name, step, total_steps, metrics)
-  if manager is not None:
-    manager.wait_until_finished()
-    manager.close()
   return state
 
 
