@@ -75,11 +75,14 @@ class PatchConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    ks, strides = tuple(self.kernel_size), _pairs(self.strides)
+    ks = tuple(self.kernel_size)
     kernel = self.param("kernel", self.kernel_init, ks + (x.shape[-1], self.features))
     bias = self.param("bias", self.bias_init, (self.features,))
+    return self._convolve(x, kernel, ks, _pairs(self.strides)) + bias
+
+  def _convolve(self, x, kernel, ks, strides):
     pads = lax.padtype_to_pads(x.shape[-3:-1], ks, strides, self.padding)
-    return conv_patches(x, kernel, strides, pads) + bias
+    return conv_patches(x, kernel, strides, pads)
 
 
 def _phase_taps(k: int, s: int, pad_lo: int, in_len: int, phases_len: int):
@@ -127,22 +130,12 @@ def conv_transpose_patches(x, kernel, strides, pads):
   return y[..., :out_h, :out_w, :]
 
 
-class PatchConvTranspose(nn.Module):
+class PatchConvTranspose(PatchConv):
   """`nn.ConvTranspose` (transpose_kernel=False) computed by `conv_transpose_patches`."""
-  features: int
-  kernel_size: Sequence[int]
-  strides: int | Sequence[int] = 1
-  padding: str = "SAME"
-  kernel_init: Callable = nn.initializers.lecun_normal()
-  bias_init: Callable = nn.initializers.zeros_init()
 
-  @nn.compact
-  def __call__(self, x):
-    ks, strides = tuple(self.kernel_size), _pairs(self.strides)
-    kernel = self.param("kernel", self.kernel_init, ks + (x.shape[-1], self.features))
-    bias = self.param("bias", self.bias_init, (self.features,))
+  def _convolve(self, x, kernel, ks, strides):
     pads = [_transpose_pads(k, s, self.padding) for k, s in zip(ks, strides)]
-    return conv_transpose_patches(x, kernel, strides, pads) + bias
+    return conv_transpose_patches(x, kernel, strides, pads)
 
 
 def conv_modules(impl: str, kernel_init: Callable):
