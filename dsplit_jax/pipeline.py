@@ -101,9 +101,9 @@ def loop_mode(config) -> str:
   whose gradients run 10x slower inside a loop (BUILD_NOTES.md, section 3)."""
   if config.loop != "auto":
     return config.loop
-  impls = {layers.resolve_conv_impl(config.model.conv_impl),
-           layers.resolve_conv_impl(config.model.ae_conv_impl)}
-  return "host" if jax.default_backend() == "cpu" and "xla" in impls else "scan"
+  xla_on_cpu = (jax.default_backend() == "cpu" and
+                layers.resolve_conv_impl(config.model.conv_impl) == "xla")
+  return "host" if xla_on_cpu else "scan"
 
 
 @functools.lru_cache(maxsize=32)

@@ -70,9 +70,11 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
                         f"{phase}.chunk_steps={chunk}")
 
 
-def config_hash(config: ml_collections.ConfigDict, fields=None) -> str:
-  d = config.to_dict()
-  d = {k: v for k, v in d.items() if (k in fields if fields else k not in _JOB_FIELDS)}
+def config_hash(config: ml_collections.ConfigDict) -> str:
+  return _digest({k: v for k, v in config.to_dict().items() if k not in _JOB_FIELDS})
+
+
+def _digest(d: dict) -> str:
   return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:12]
 
 
@@ -138,8 +140,7 @@ def _ae_dir(workdir, config, image_shape):
   ae_fields = dict(dataset=config.dataset, ae=config.ae.to_dict(), image_size=config.image_size,
                    conv_features=config.model.ae_conv_features,
                    code_features=config.model.ae_code_features)  # not conv_impl: same function
-  h = hashlib.sha256(json.dumps(ae_fields, sort_keys=True, default=list).encode()).hexdigest()[:12]
-  return os.path.join(workdir, "autoencoders", f"{config.dataset}-{h}-{'x'.join(map(str, image_shape))}")
+  return os.path.join(workdir, "autoencoders", f"{config.dataset}-{_digest(ae_fields)}-{'x'.join(map(str, image_shape))}")
 
 
 def _autoencoders(config, jobs: Jobs, workdir, progress):

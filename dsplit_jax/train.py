@@ -50,7 +50,7 @@ def make_autoencoder(config: ml_collections.ConfigDict, image_shape) -> models.A
   h, _, c = image_shape
   return models.Autoencoder(tuple(config.model.ae_conv_features),
                             config.model.ae_code_features, channels=c, image_size=h,
-                            conv_impl=config.model.ae_conv_impl)
+                            conv_impl=config.model.conv_impl)
 
 
 def make_classifier(config: ml_collections.ConfigDict) -> models.OneClassNet:

@@ -3,7 +3,7 @@ vmapped run of all classes; prints images/s, wall time, speed-up b/a, peak memor
 achieved GFLOP/s beside a large matmul's GFLOP/s measured in the same process.
 
   DSPLIT_DATA_DIR=../shared/datasets python -m experiments.bench_vmap --classes=0,1,2,3 --steps=50
-  ... --set=model.conv_impl=xla --set=model.ae_conv_impl=xla   # lax.conv (host loop on CPU)
+  ... --set=model.conv_impl=xla   # lax.conv (host loop on CPU)
 
 Both ways train the autoencoder and the classifier of every class for `--steps` steps
 each (compile time excluded: every program is run once before timing).
@@ -99,8 +99,7 @@ def main():
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(f"{n} classes x {args.steps} autoencoder + {args.steps} classifier steps, "
         f"preset {args.preset}, {jax.device_count()} {jax.default_backend()} device(s), "
-        f"loop {pipeline.loop_mode(config)}, convolutions {config.model.conv_impl} / "
-        f"autoencoder {config.model.ae_conv_impl}")
+        f"loop {pipeline.loop_mode(config)}, convolutions {config.model.conv_impl}")
   print(f"(a) one class after another: {wall_a:.1f} s, {images / wall_a:.0f} images/s, "
         f"{flops / wall_a / 1e9:.1f} GFLOP/s")
   print(f"(b) one vmapped program:     {wall_b:.1f} s, {images / wall_b:.0f} images/s, "

@@ -22,7 +22,7 @@ def test_autoencoder_cache_ignores_classifier_settings():
   config = configs.get_preset("cpu")
   other = configs.get_preset("cpu")
   other.train.learning_rate, other.method, other.model.conv_features = 0.5, "nnwds", (8,) * 5
-  other.model.conv_impl = other.model.ae_conv_impl = "xla"  # same function, same cache
+  other.model.conv_impl = "xla"  # the same function: the same cache
   assert runner._ae_dir("w", config, (28, 28, 1)) == runner._ae_dir("w", other, (28, 28, 1))
   other.ae.warmup_steps = 1
   assert runner._ae_dir("w", config, (28, 28, 1)) != runner._ae_dir("w", other, (28, 28, 1))

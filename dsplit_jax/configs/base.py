@@ -27,8 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   # matrix products), "xla" (lax.conv), "auto" = patches on CPU, xla elsewhere. On
   # XLA:CPU, lax.conv is slow when vmapped over jobs (grouped convolutions) and when
   # differentiated inside lax.scan; patches are not (BUILD_NOTES.md, sections 3-4).
-  c.model.conv_impl = "auto"
-  c.model.ae_conv_impl = "auto"
+  c.model.conv_impl = "auto"  # both networks
   c.model.ae_conv_features = (96, 256, 384, 384, 256)
   c.model.ae_code_features = 256
 
