@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from dsplit_jax import data
+from dsplit_jax import layers
 from dsplit_jax import loop
 from dsplit_jax import metrics
 from dsplit_jax import pipeline
@@ -55,6 +56,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def validate_training(config: ml_collections.ConfigDict) -> None:
   """The checks that do not depend on a dataset (also used for one's own images)."""
+  if config.model.conv_impl not in layers.CONV_IMPLS:
+    raise ConfigError(f"model.conv_impl must be one of {', '.join(layers.CONV_IMPLS)}, "
+                      f"got {config.model.conv_impl!r}")
   if config.method not in METHODS:
     raise ConfigError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
   if not 0 < config.rho < 100:

@@ -27,6 +27,7 @@ def _flags(**kw):
     (dict(overrides=["train.nope=1"]), "unknown config field 'train.nope'"),
     (dict(overrides=["train.steps=abc"]), "train.steps wants a int"),
     (dict(overrides=["train.steps=15"]), "must be a positive multiple"),
+    (dict(overrides=["model.conv_impl=cudnn"]), "model.conv_impl must be one of"),
 ])
 def test_bad_flags_raise_one_line(kw, message):
   with pytest.raises(ValueError) as e:
