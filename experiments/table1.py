@@ -100,14 +100,17 @@ def _clock(seconds) -> str:
   return "?" if seconds is None else str(datetime.timedelta(seconds=round(seconds)))
 
 
-def _eta(left: dict[int, tuple[str, float]], took: dict[str, list[float]]):
-  """Seconds for the cells left, from finished cells of the same method (else of any)."""
-  every = [t for ts in took.values() for t in ts]
-  if not every:
-    return None
+def _eta(left: dict[int, tuple[str, float]], took: dict[str, list[float]]) -> str:
+  """Time for the cells left, from finished cells of the same method. Methods not timed
+  yet are named rather than guessed: a deep cell can cost 1000x a classical one."""
+  if not left:
+    return _clock(0)
+  if not took:
+    return "?"
   per_cell = {m: sum(ts) / len(ts) for m, ts in took.items()}
-  mean = sum(every) / len(every)
-  return sum(fraction * per_cell.get(m, mean) for m, fraction in left.values())
+  known = sum(fraction * per_cell[m] for m, fraction in left.values() if m in per_cell)
+  untimed = list(dict.fromkeys(m for m, _ in left.values() if m not in per_cell))
+  return _clock(known) + (f" + {', '.join(untimed)} (not timed yet)" if untimed else "")
 
 
 def run_grid(cells: list[Cell], workdir: str, printer=None) -> list[Cell]:
@@ -129,7 +132,7 @@ def run_grid(cells: list[Cell], workdir: str, printer=None) -> list[Cell]:
       printer(f"{tag}: skip (all {len(cell.jobs())} jobs have records)")
       continue
     printer(f"{tag}: {len(missing)} of {len(cell.jobs())} jobs to run | "
-            f"elapsed {_clock(time.time() - start)}, ETA {_clock(_eta(left, took))}")
+            f"elapsed {_clock(time.time() - start)}, ETA {_eta(left, took)}")
     t0, fraction = time.time(), len(missing) / len(cell.jobs())
     try:
       runner.run(cell.config, workdir,
@@ -148,7 +151,7 @@ def run_grid(cells: list[Cell], workdir: str, printer=None) -> list[Cell]:
       finished += 1
       printer(f"{tag}: done in {_clock(time.time() - t0)} | {finished}/{len(cells)} cells "
               f"finished, elapsed {_clock(time.time() - start)}, "
-              f"ETA {_clock(_eta({j: v for j, v in left.items() if j != i}, took))}")
+              f"ETA {_eta({j: v for j, v in left.items() if j != i}, took)}")
     left.pop(i)
   return failed
 

@@ -161,3 +161,14 @@ def test_colab_notebook_commands_exist():
     importlib.import_module(module)._parser().parse_args(filled)  # raises on a bad flag
     modules.add(module)
   assert modules == {"experiments.table1", "experiments.render"}
+
+
+def test_eta_names_methods_not_timed_yet():
+  # After one dsplit cell (1000 s), a half-done dsplit cell costs 500 s; a classical
+  # cell is not guessed from the deep one (the old mean-of-all ETA said 1000 s each).
+  left = {1: ("dsplit", 0.5), 2: ("ocsvm", 1.0), 3: ("iforest", 1.0), 4: ("ocsvm", 1.0)}
+  assert table1._eta(left, {"dsplit": [1000.0]}) == "0:08:20 + ocsvm, iforest (not timed yet)"
+  assert table1._eta(left, {"dsplit": [1000.0, 2000.0], "ocsvm": [10.0],
+                            "iforest": [4.0]}) == "0:12:54"  # 750 + 2 x 10 + 4 s
+  assert table1._eta(left, {}) == "?"
+  assert table1._eta({}, {}) == "0:00:00"
