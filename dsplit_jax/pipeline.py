@@ -123,6 +123,9 @@ def _programs(config_json: str, image_shape: tuple, method: str | None):
   out["ae_chunk"] = compiled_chunk(
       functools.partial(train.ae_body, model=ae_model, tx=ae_tx, config=config),
       (0, 0, 0, None), config.ae.chunk_steps, mode)
+  out["plateau"] = over_jobs(
+      lambda params, idx, count, pool: train.plateau_ratio(
+          params, pool[idx], count, model=ae_model), (0, 0, 0, None))
   out["ssim"] = over_jobs(
       lambda params, idx, pool: train.ssim_scores(params, pool[idx], model=ae_model,
                                                   config=config), (0, 0, None))
@@ -148,12 +151,54 @@ def _phase_keys(keys, phase):
 
 
 def fit_autoencoders(config: ml_collections.ConfigDict, pool, train_idx, train_count, keys,
-                     *, ckpt_dir: str | None = None, progress=None):
-  """Trains one splitting autoencoder per job with MSE; returns stacked params."""
+                     *, ckpt_dir: str | None = None, progress=None, names=None):
+  """Trains one splitting autoencoder per job with MSE; returns stacked params.
+
+  A job that ends on the plateau (`train.plateau_ratio` above `ae.plateau_ratio`: its
+  reconstructions are worse than its mean image) is trained again from a new
+  initialisation, up to `ae.restarts` times; jobs that trained are never touched, so
+  their results do not depend on it.
+  `names` label jobs in the progress lines.
+  """
+  names = names or [f"job {j}" for j in range(len(keys))]
+  params = _fit_autoencoders(config, pool, train_idx, train_count, keys, 0, ckpt_dir, progress)
+  for attempt in range(1, config.ae.restarts + 2):
+    ratio = plateau_ratios(config, params, pool, train_idx, train_count)
+    stuck = np.flatnonzero(ratio > config.ae.plateau_ratio)
+    if not len(stuck):
+      break
+    which = ", ".join(f"{names[j]} ({ratio[j]:.2f})" for j in stuck)
+    if attempt > config.ae.restarts:
+      if progress:
+        progress.printer(
+            f"[autoencoder] WARNING: still stuck after {config.ae.restarts} restart(s): "
+            f"{which}; their split ranks images by SSIM against a near-constant output")
+      break
+    if progress:
+      progress.printer(
+          "[autoencoder] stuck on a plateau (reconstruction MSE / mean image's "
+          f"MSE > {config.ae.plateau_ratio:g}): {which}; training them again from a new "
+          f"start ({attempt} of {config.ae.restarts})")
+    again = _fit_autoencoders(
+        config, pool, train_idx[stuck], train_count[stuck], np.asarray(keys)[stuck], attempt,
+        ckpt_dir and f"{ckpt_dir}-restart{attempt}", progress)
+    params = jax.tree.map(lambda p, q: _put_rows(p, stuck, q), params, again)
+  return params
+
+
+def _put_rows(x, rows, values):
+  x = np.array(x)
+  x[rows] = values
+  return x
+
+
+def _fit_autoencoders(config, pool, train_idx, train_count, keys, attempt, ckpt_dir, progress):
   num_jobs = len(keys)
   fns = programs(config, pool.shape[1:])
   mesh = _mesh()
   phase_keys = _phase_keys(keys, train.PHASE_AE)
+  if attempt:  # attempt 0 keeps the keys every earlier result was computed with
+    phase_keys = _phase_keys(phase_keys, attempt)
   init_keys, step_keys = jax.vmap(lambda k: jax.random.split(k))(phase_keys).transpose(1, 0, 2)
   init_keys, step_keys, idx, count = _shard(
       _pad_jobs((init_keys, step_keys, train_idx, train_count), num_jobs), mesh)
@@ -165,6 +210,18 @@ def fit_autoencoders(config: ml_collections.ConfigDict, pool, train_idx, train_c
       total_steps=config.ae.steps, chunk_steps=config.ae.chunk_steps, ckpt_dir=ckpt_dir,
       progress=progress)
   return _unpad(state.params, num_jobs)
+
+
+def plateau_ratios(config, ae_params, pool, train_idx, train_count) -> np.ndarray:
+  """`train.plateau_ratio` of every job on its first `ae.plateau_images` images: [J]."""
+  num_jobs = len(train_idx)
+  fns = programs(config, pool.shape[1:])
+  mesh = _mesh()
+  k = min(config.ae.plateau_images, np.asarray(train_idx).shape[1])
+  count = np.minimum(np.asarray(train_count), k)
+  params, idx, count = _shard(
+      _pad_jobs((ae_params, np.asarray(train_idx)[:, :k], count), num_jobs), mesh)
+  return _unpad(fns["plateau"](params, idx, count, _replicate(jnp.asarray(pool), mesh)), num_jobs)
 
 
 def ssim_of(config, ae_params, pool, idx):

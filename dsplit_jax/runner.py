@@ -67,6 +67,10 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"seeds must be non-negative integers, got {tuple(config.seeds)}")
   if config.image_size % 4 or config.image_size < 16:
     raise ConfigError(f"image_size must be a multiple of 4 and >= 16, got {config.image_size}")
+  if config.ae.restarts < 0 or config.ae.plateau_images < 1 or config.ae.plateau_ratio <= 0:
+    raise ConfigError(f"ae.restarts must be >= 0, ae.plateau_images >= 1 and "
+                      f"ae.plateau_ratio > 0, got {config.ae.restarts}, "
+                      f"{config.ae.plateau_images}, {config.ae.plateau_ratio}")
   for phase in ("ae", "train"):
     steps, chunk = config[phase].steps, config[phase].chunk_steps
     if steps <= 0 or chunk <= 0 or steps % chunk:
@@ -161,7 +165,9 @@ def _autoencoders(config, jobs: Jobs, workdir, progress):
     tag = "-".join(f"c{c}s{s}" for c, s in zip(sub.classes, sub.seeds))
     ckpt = os.path.join(ae_dir, "ckpt-" + hashlib.sha256(tag.encode()).hexdigest()[:10]) if ae_dir else None
     params = pipeline.fit_autoencoders(config, jobs.pool, sub.train_idx, sub.train_count,
-                                       sub.keys, ckpt_dir=ckpt, progress=progress)
+                                       sub.keys, ckpt_dir=ckpt, progress=progress,
+                                       names=[f"class {c} seed {s}"
+                                              for c, s in zip(sub.classes, sub.seeds)])
     for k, j in enumerate(missing):
       trained[j] = jax.tree.map(lambda x: x[k], params)
       if paths[j]:

@@ -108,6 +108,25 @@ def ssim_scores(params, images, *, model, config) -> jax.Array:
                      batch_size=config.eval_batch_size)
 
 
+def plateau_ratio(params, images, count, *, model) -> jax.Array:
+  """Reconstruction MSE over the MSE of the mean image, on the first `count` images.
+
+  Above 1, the autoencoder does worse than outputting one fixed image: it is on the
+  plateau where it gives the same near-blank output for every input (its ReLUs are
+  dead, no gradient leaves it), and its SSIM ranking, hence the split, is noise.
+  Measured in the `cpu` preset: 2.1-2.3 when stuck, 0.13-0.22 when trained
+  (BUILD_NOTES.md, section 2).
+  """
+  mask = (jnp.arange(images.shape[0]) < count).astype(images.dtype)
+  n = jnp.maximum(jnp.sum(mask), 1.0)
+
+  def mse(reconstruction):
+    per_image = jnp.mean(jnp.square(reconstruction - images), axis=tuple(range(1, images.ndim)))
+    return jnp.sum(mask * per_image) / n
+  mean_image = jnp.tensordot(mask, images, axes=1) / n
+  return mse(model.apply(params, images)) / jnp.maximum(mse(mean_image), 1e-12)
+
+
 def split_by_ssim(ssim, idx, count, rho: float) -> Split:
   """The rho% lowest-SSIM images are atypical, the rest typical.
 

@@ -2,8 +2,10 @@
 
   DSPLIT_DATA_DIR=../shared/datasets python -m experiments.bench_autoencoder --classes=4,7 --set=ae.warmup_steps=200
 
-An autoencoder stuck on the "mean image" plateau (MSE ~0.1 on MNIST) ranks images at
-random, so the split, and every method built on it, is noise; its SSIM AUC is ~50.
+An autoencoder stuck on the plateau (MSE ~0.1 on MNIST, plateau ratio > 1: worse than
+the class's mean image) ranks images at random, so the split, and every method built on
+it, is noise; its SSIM AUC is ~50. Stuck jobs are trained again (`ae.restarts`; the
+restart lines are printed); `--set=ae.restarts=0` shows the first try alone.
 Each class is trained alone (the same job key as `dsplit_jax.main` uses), nothing is
 saved. Prints one line per class and the wall time.
 """
@@ -31,14 +33,15 @@ def main():
   args = parser.parse_args()
   print(f"{args.dataset} autoencoders, preset={args.preset}, seed={args.seed}, "
         f"overrides={args.set}")
-  print("| class | MSE (mean of the last chunk) | SSIM AUC | wall s |")
-  print("|---|---|---|---|")
+  print("| class | MSE (mean of the last chunk) | plateau ratio | SSIM AUC | wall s |")
+  print("|---|---|---|---|---|")
   for c in [int(x) for x in args.classes.split(",")]:
     config, _ = cli.config_from_flags(
         preset=args.preset, dataset=args.dataset, normal_class=str(c), method="ssim",
         rho=None, seed=args.seed, num_seeds=1, data_dir=args.data_dir, overrides=args.set)
     jobs = runner.load_jobs(config)
-    progress = loop.Progress(printer=lambda line: None)
+    # Step lines are summed up below; restarts (ae.restarts) are shown as they happen.
+    progress = loop.Progress(printer=lambda line: "plateau" in line and print(line))
     start = time.time()
     params = pipeline.fit_autoencoders(config, jobs.pool, jobs.train_idx, jobs.train_count,
                                        jobs.keys, progress=progress)
@@ -47,7 +50,8 @@ def main():
     idx = np.arange(len(jobs.test_images), dtype=np.int32)[None]
     ssim = pipeline.ssim_of(config, params, jobs.test_images, idx)[0]
     auc = metrics.auc((jobs.test_classes != c).astype(np.int32), -ssim)
-    print(f"| {c} | {mse:.4f} | {100 * auc:.1f} | {wall:.0f} |", flush=True)
+    ratio = pipeline.plateau_ratios(config, params, jobs.pool, jobs.train_idx, jobs.train_count)[0]
+    print(f"| {c} | {mse:.4f} | {ratio:.2f} | {100 * auc:.1f} | {wall:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ def _flags(**kw):
     (dict(overrides=["train.steps=abc"]), "train.steps wants a int"),
     (dict(overrides=["train.steps=15"]), "must be a positive multiple"),
     (dict(overrides=["model.conv_impl=cudnn"]), "model.conv_impl must be one of"),
+    (dict(overrides=["ae.restarts=-1"]), "ae.restarts must be >= 0"),
 ])
 def test_bad_flags_raise_one_line(kw, message):
   with pytest.raises(ValueError) as e:

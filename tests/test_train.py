@@ -44,6 +44,30 @@ def test_sample_positions_without_replacement_and_distinct_pairs():
   assert np.all(pos[:-1] != pos[1:])  # Every pair (i, i+1) joins two different images.
 
 
+class _Echo:
+  """Stands in for the autoencoder: returns `params` (an image or None = the input)."""
+
+  @staticmethod
+  def apply(params, images):
+    return images if params is None else jnp.broadcast_to(params, images.shape)
+
+
+def test_plateau_ratio_one_on_the_mean_image_zero_on_a_copy():
+  images = jax.random.uniform(jax.random.PRNGKey(0), (6, 4, 4, 1))
+  garbage = images.at[4:].set(100.0)  # past `count`: must not count
+  mean_image = jnp.mean(images[:4], axis=0)
+  assert float(train.plateau_ratio(None, garbage, 4, model=_Echo)) == 0.0
+  np.testing.assert_allclose(train.plateau_ratio(mean_image, garbage, 4, model=_Echo), 1.0,
+                             rtol=1e-6)
+  # Half-way between the mean and each image: a quarter of the mean image's error.
+  class Half(_Echo):
+    @staticmethod
+    def apply(params, x):
+      return (x + params) / 2
+  np.testing.assert_allclose(train.plateau_ratio(mean_image, garbage, 4, model=Half), 0.25,
+                             rtol=1e-5)
+
+
 # ------------------------------------------------------------------ mechanics
 
 def _config():
@@ -145,3 +169,53 @@ def test_padded_indices_never_change_a_result(pool, reference):
   idx[1, 30:] = 5  # Job 1 has 30 images; its padding now points at a real image of job 0.
   _, scores = _fit(_config(), (images, idx, count), [0, 1], [0, 1])
   np.testing.assert_array_equal(scores, reference[1])
+
+
+def test_stuck_autoencoders_are_trained_again_and_the_others_untouched(pool, monkeypatch):
+  images, idx, count = pool
+  keys = pipeline.job_keys([0, 0], [0, 1])
+  config = _config()
+  first = pipeline.fit_autoencoders(config, images, idx, count, keys)
+  config.ae.restarts = 2
+  lines = []
+  progress = loop.Progress(printer=lines.append)
+  # Job 0 looks stuck after the first try, no job after the second.
+  answers = iter([np.array([2.1, 0.2]), np.array([0.2, 0.2])])
+  monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: next(answers))
+  again = pipeline.fit_autoencoders(config, images, idx, count, keys, progress=progress,
+                                    names=["class 0 seed 0", "class 1 seed 0"])
+  for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again)):
+    np.testing.assert_array_equal(a[1], b[1])   # a job that trained is not touched
+    assert a[0].shape == b[0].shape
+  assert any(not np.array_equal(a[0], b[0]) for a, b in
+             zip(jax.tree.leaves(first), jax.tree.leaves(again)))
+  restarts = [l for l in lines if "plateau" in l]
+  assert restarts == ["[autoencoder] stuck on a plateau (reconstruction MSE / mean "
+                      "image's MSE > 1): class 0 seed 0 (2.10); training them again from a "
+                      "new start (1 of 2)"]
+  with pytest.raises(StopIteration):
+    next(answers)  # checked once after each try, and no third try was needed
+
+  # Still stuck when the restarts are used up: one warning, the last try's params kept.
+  config.ae.restarts = 1
+  lines.clear()
+  monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: np.array([0.2, 2.3]))
+  pipeline.fit_autoencoders(config, images, idx, count, keys, progress=progress,
+                            names=["class 0 seed 0", "class 1 seed 0"])
+  assert [l for l in lines if "stuck" in l] == [
+      "[autoencoder] stuck on a plateau (reconstruction MSE / mean image's MSE > 1): "
+      "class 1 seed 0 (2.30); training them again from a new start (1 of 1)",
+      "[autoencoder] WARNING: still stuck after 1 restart(s): class 1 seed 0 (2.30); "
+      "their split ranks images by SSIM against a near-constant output"]
+
+
+def test_an_untrained_autoencoder_counts_as_stuck(pool):
+  # At initialisation the output is noise around 0.5, further from the digits than their
+  # mean image. (Trained `cpu`-preset autoencoders: 0.13-0.22, BUILD_NOTES.md, section 2.)
+  images, idx, count = pool
+  config = _config()
+  config.ae.steps = 0
+  untrained = pipeline.fit_autoencoders(config, images, idx, count,
+                                        pipeline.job_keys([0, 0], [0, 1]))
+  ratios = pipeline.plateau_ratios(config, untrained, images, idx, count)
+  assert ratios.shape == (2,) and np.all(ratios > config.ae.plateau_ratio), ratios

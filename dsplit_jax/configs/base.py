@@ -40,6 +40,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.ae.warmup_steps = 200        # without it some classes stall on the mean image
   c.ae.weight_decay = 1e-6       # L2 on conv kernels, as for the classifier
   c.ae.chunk_steps = 500
+  # A job whose reconstructions are further from its images than its mean image is
+  # (MSE ratio > 1; trained: 0.13-0.22, stuck on the plateau: 2.1-2.3 in the `cpu`
+  # preset) is trained again from a new initialisation, at most `restarts` times
+  # (BUILD_NOTES.md, section 2).
+  c.ae.plateau_ratio = 1.0
+  c.ae.plateau_images = 512
+  c.ae.restarts = 2
   c.ae.ssim_filter_size = 11     # dm_pix.ssim defaults (Wang et al. 2004)
 
   # Classifier: the three losses of section 2.3 applied in turn every step.

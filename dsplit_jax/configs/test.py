@@ -14,6 +14,7 @@ def get_config():
   c.ae.chunk_steps = 10
   c.ae.batch_size = 16
   c.ae.warmup_steps = 10
+  c.ae.restarts = 0              # 20 steps leave every autoencoder "stuck"; tests set it
   c.train.steps = 20
   c.train.chunk_steps = 10
   c.train.batch_size = 16
