@@ -50,24 +50,69 @@ class AlexNetFeatures(nn.Module):
     return x
 
 
+# Distance subnetworks (section 3.1, eq. 1). The paper's is one subtraction layer and
+# one dense layer; its logit w.(z_i - z_j) + b is antisymmetric in the pair, so it
+# cannot give dist(z_i, z_j) = dist(z_j, z_i) = 1 (eq. 1) for pairs drawn in random
+# order, and both pair losses stay at log 2 (BUILD_NOTES.md, section 6). The others are
+# symmetric: a weighted L1 or squared-L2 distance (Siamese verification networks) or a
+# monotone function of the Euclidean distance.
+DISTANCE_HEADS = ("paper_literal", "abs_difference", "squared_difference", "metric",
+                  "metric_normalized")
+
+
+def _softplus_inverse(y: float) -> float:
+  return float(jnp.log(jnp.expm1(y)))
+
+
+class DistanceHead(nn.Module):
+  """dist(z_i, z_j) = sigmoid of the returned logit, in [0, 1].
+
+  paper_literal: dense(z_i - z_j). abs_difference: dense(|z_i - z_j|).
+  squared_difference: dense((z_i - z_j)^2). metric: a * mean((z_i - z_j)^2) + b and
+  metric_normalized: a * ||z_i/|z_i| - z_j/|z_j| ||^2 + b, with a = softplus(w) > 0,
+  so the distance grows with the Euclidean distance. The mean (not the sum) keeps the
+  un-normalised metric independent of the width of z; normalised latents have
+  ||.||^2 in [0, 4] (in [0, 2] for the non-negative ReLU features), so that head starts
+  at a = 5, b = -5: dist = 1/2 at ||.||^2 = 1, and both ends of the range reachable.
+  """
+  kind: str = "abs_difference"
+
+  @nn.compact
+  def __call__(self, z_i, z_j):
+    dz = z_i - z_j
+    if self.kind in ("paper_literal", "abs_difference", "squared_difference"):
+      features = {"paper_literal": dz, "abs_difference": jnp.abs(dz),
+                  "squared_difference": jnp.square(dz)}[self.kind]
+      return nn.Dense(1, name="dense")(features)[..., 0]
+    if self.kind == "metric":
+      d2, a0, b0 = jnp.mean(jnp.square(dz), axis=-1), 1.0, 0.0
+    elif self.kind == "metric_normalized":
+      def unit(z):
+        return z / jnp.sqrt(jnp.sum(jnp.square(z), axis=-1, keepdims=True) + 1e-12)
+      d2, a0, b0 = jnp.sum(jnp.square(unit(z_i) - unit(z_j)), axis=-1), 5.0, -5.0
+    else:
+      raise ValueError(f"distance head must be one of {', '.join(DISTANCE_HEADS)}, "
+                       f"got {self.kind!r}")
+    w = self.param("scale", nn.initializers.constant(_softplus_inverse(a0)), ())
+    b = self.param("bias", nn.initializers.constant(b0), ())
+    return jax.nn.softplus(w) * d2 + b
+
+
 class OneClassNet(nn.Module):
   """Feature extractor + classification output (one logit) + distance head.
 
-  The distance subnetwork is the subtraction dz = z_i - z_j followed by one dense
-  layer; sigmoid of its logit is dist(z_i, z_j) in [0, 1]. It is used in training only.
-  With `distance="difference"` (the paper) the logit w.dz + b is antisymmetric in the
-  pair, so dist(z_i, z_j) > 1/2 forces dist(z_j, z_i) < 1/2; "abs_difference" feeds
-  |dz| instead, a symmetric distance (BUILD_NOTES.md measures both).
+  The distance subnetwork (`DistanceHead`, used in training only) maps a pair of
+  latents to a logit whose sigmoid is dist(z_i, z_j) in [0, 1].
   """
   conv_features: Sequence[int] = (96, 256, 384, 384, 256)
   dense_features: Sequence[int] = (4096, 4096)
-  distance_input: str = "difference"
+  distance_head: str = "abs_difference"
   conv_impl: str = "auto"
 
   def setup(self):
     self.features = AlexNetFeatures(self.conv_features, self.dense_features, self.conv_impl)
     self.classifier = nn.Dense(1)
-    self.distance = nn.Dense(1)
+    self.distance = DistanceHead(self.distance_head)
 
   def __call__(self, x):
     """Returns (logit of "atypical/abnormal", latent z)."""
@@ -75,13 +120,7 @@ class OneClassNet(nn.Module):
     return self.classifier(z)[..., 0], z
 
   def distance_logit(self, z_i, z_j):
-    dz = z_i - z_j
-    if self.distance_input == "abs_difference":
-      dz = jnp.abs(dz)
-    elif self.distance_input != "difference":
-      raise ValueError(f"distance_input must be difference or abs_difference, "
-                       f"got {self.distance_input!r}")
-    return self.distance(dz)[..., 0]
+    return self.distance(z_i, z_j)
 
   def init_all(self, x):
     logit, z = self(x)

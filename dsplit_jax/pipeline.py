@@ -243,8 +243,11 @@ def split(config, ssim_train, train_idx, train_count):
 
 def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_idx,
                     train_count, splits: train.Split | None, keys, *,
-                    ckpt_dir: str | None = None, progress=None):
-  """Trains one classifier per job with `method`'s losses; returns stacked params."""
+                    ckpt_dir: str | None = None, progress=None, names=None):
+  """Trains one classifier per job with `method`'s losses; returns stacked params.
+
+  With `names` (one per job) and `ckpt_dir`, each job's loss curves are saved there.
+  """
   num_jobs = len(keys)
   fns = programs(config, pool.shape[1:], method)
   mesh = _mesh()
@@ -260,7 +263,7 @@ def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_
       method, state,
       lambda s, start: fns["clf_chunk"](s, start, step_keys, splits, idx, count, pool),
       total_steps=config.train.steps, chunk_steps=config.train.chunk_steps,
-      ckpt_dir=ckpt_dir, progress=progress)
+      ckpt_dir=ckpt_dir, progress=progress, curve_jobs=names)
   return _unpad(state.params, num_jobs)
 
 

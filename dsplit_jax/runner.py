@@ -24,6 +24,7 @@ from dsplit_jax import data
 from dsplit_jax import layers
 from dsplit_jax import loop
 from dsplit_jax import metrics
+from dsplit_jax import models
 from dsplit_jax import pipeline
 from dsplit_jax import records
 from dsplit_jax import train
@@ -33,6 +34,9 @@ SPLIT_METHODS = ("dsplit", "nnwds", "ssim")
 CLASSICAL_METHODS = ("ocsvm", "hog_ocsvm", "iforest")
 # Fields that say which jobs run, not how: they stay out of the config hash.
 _JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method")
+# Fields only dsplit reads: other methods' hashes ignore them, so an nnwds or naive_nn
+# record stays valid (and is reused by the grid) whichever distance head is chosen.
+_DSPLIT_FIELDS = (("model", "distance_head"), ("train", "pairs"))
 
 
 class ConfigError(ValueError):
@@ -56,6 +60,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def validate_training(config: ml_collections.ConfigDict) -> None:
   """The checks that do not depend on a dataset (also used for one's own images)."""
+  if config.model.distance_head not in models.DISTANCE_HEADS:
+    raise ConfigError(f"model.distance_head must be one of {', '.join(models.DISTANCE_HEADS)}, "
+                      f"got {config.model.distance_head!r}")
+  if config.train.pairs not in train.PAIRINGS:
+    raise ConfigError(f"train.pairs must be one of {', '.join(train.PAIRINGS)}, "
+                      f"got {config.train.pairs!r}")
   if config.model.conv_impl not in layers.CONV_IMPLS:
     raise ConfigError(f"model.conv_impl must be one of {', '.join(layers.CONV_IMPLS)}, "
                       f"got {config.model.conv_impl!r}")
@@ -78,8 +88,17 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
                         f"{phase}.chunk_steps={chunk}")
 
 
+def hashed_fields(config: ml_collections.ConfigDict) -> dict:
+  """The config fields that change a job's result under its method."""
+  d = {k: v for k, v in config.to_dict().items() if k not in _JOB_FIELDS}
+  if config.method != "dsplit":
+    for section, field in _DSPLIT_FIELDS:
+      d.get(section, {}).pop(field, None)
+  return d
+
+
 def config_hash(config: ml_collections.ConfigDict) -> str:
-  return _digest({k: v for k, v in config.to_dict().items() if k not in _JOB_FIELDS})
+  return _digest(hashed_fields(config))
 
 
 def _digest(d: dict) -> str:
@@ -211,7 +230,8 @@ def fit(config, method: str, jobs: Jobs, *, workdir: str | None = None,
               if method != "naive_nn" else None)
     fitted["params"] = pipeline.fit_classifiers(
         config, method, jobs.pool, jobs.train_idx, jobs.train_count, splits, jobs.keys,
-        ckpt_dir=run_dir, progress=progress)
+        ckpt_dir=run_dir, progress=progress,
+        names=[f"c{c}s{s}" for c, s in zip(jobs.classes, jobs.seeds)])
   return fitted
 
 
@@ -248,8 +268,8 @@ def _baseline_scores(config, method, jobs: Jobs, progress) -> np.ndarray:
 def check_run_dir(run_dir, config):
   """A run dir belongs to one config: resuming with another would mix two runs."""
   path = os.path.join(run_dir, "config.json")
-  current = json.loads(config.to_json_best_effort())
-  current = {k: v for k, v in current.items() if k != "data_dir"}
+  current = json.loads(json.dumps(dict(hashed_fields(config), method=config.method),
+                                  default=list))
   if os.path.exists(path):
     saved = json.load(open(path))
     if saved != current:
@@ -288,7 +308,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
   jobs = jobs.subset(todo)
   tag = (f"{config.dataset}-{config.method}-rho{config.rho:g}-"
          f"c{'_'.join(map(str, sorted(set(jobs.classes))))}-"
-         f"s{'_'.join(map(str, sorted(set(jobs.seeds))))}")
+         f"s{'_'.join(map(str, sorted(set(jobs.seeds))))}-{chash}")
   run_dir = os.path.join(workdir, "runs", tag)
   check_run_dir(run_dir, config)
   progress.printer(f"[{config.method}] {len(jobs.classes)} jobs (classes "
@@ -312,20 +332,28 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
   for j, (c, s) in enumerate(zip(jobs.classes, jobs.seeds)):
     labels = (jobs.test_classes != c).astype(np.int32)
     auc = metrics.auc(labels, scores[j])
-    _save_npz(os.path.join(workdir, "scores",
-                           f"{config.dataset}-c{c}-{config.method}-rho{config.rho:g}-s{s}.npz"),
+    _save_npz(os.path.join(workdir, "scores", scores_name(config.dataset, c, config.method,
+                                                          config.rho, s, chash)),
               scores=scores[j], labels=labels)
+    extra = {}
+    if config.method in train.CLASSIFIER_METHODS:
+      extra["final_losses"] = loop.final_losses(run_dir, config.method, f"c{c}s{s}")
     rec = records.make_record(
         dataset=config.dataset, normal_class=c, method=config.method, seed=s,
         rho=float(config.rho), auc=auc, config=config, wall_time_s=wall / len(jobs.classes),
         config_hash=chash, preset=config.preset, program_wall_time_s=wall,
-        program_jobs=len(jobs.classes))
+        program_jobs=len(jobs.classes), **extra)
     if _writer():
       records.append_record(results, rec)
     new.append(rec)
     progress.printer(f"[{config.method}] {config.dataset} class {c} seed {s}: "
                      f"AUC {100 * auc:.2f}")
   return done + new
+
+
+def scores_name(dataset, cls, method, rho, seed, chash) -> str:
+  """Test-score file of one job; experiments.render parses it back (SCORES_NAME)."""
+  return f"{dataset}-c{cls}-{method}-rho{float(rho):g}-s{seed}-{chash}.npz"
 
 
 def _save_npz(path, **arrays):

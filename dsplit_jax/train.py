@@ -14,6 +14,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from dsplit_jax import losses
@@ -22,6 +23,10 @@ from dsplit_jax import models
 # Every random stream of a job is `fold_in(job_key, PHASE)`, then `fold_in(., step)`.
 PHASE_AE, PHASE_CLASSIFIER = 1, 2
 CLASSIFIER_METHODS = ("dsplit", "nnwds", "naive_nn")
+# Which pairs of a batch the closeness and dispersion losses see (BUILD_NOTES.md, 6):
+# "neighbours": B + 1 images give the B pairs (i, i + 1); "all": B images give all
+# B(B - 1)/2 pairs i < j, from the same one forward pass.
+PAIRINGS = ("neighbours", "all")
 
 
 @flax.struct.dataclass
@@ -56,7 +61,7 @@ def make_autoencoder(config: ml_collections.ConfigDict, image_shape) -> models.A
 def make_classifier(config: ml_collections.ConfigDict) -> models.OneClassNet:
   return models.OneClassNet(tuple(config.model.conv_features),
                             tuple(config.model.dense_features),
-                            distance_input=config.model.distance_input,
+                            distance_head=config.model.distance_head,
                             conv_impl=config.model.conv_impl)
 
 
@@ -163,15 +168,29 @@ def _update(state: ClassifierState, name: str, loss_fn, *, tx, weight_decay):
   return ClassifierState(optax.apply_updates(state.params, updates), opt_states), loss
 
 
-def _pair_distance_logits(params, images, model):
-  """dist logits of the B pairs (i, i+1) of a batch of B + 1 images."""
+def pair_indices(batch: int, pairs: str) -> tuple[np.ndarray, np.ndarray]:
+  """Positions (i, j), i != j, of the pairs of a batch of `batch` images."""
+  if pairs == "neighbours":
+    return np.arange(batch - 1), np.arange(1, batch)
+  if pairs == "all":
+    return np.triu_indices(batch, 1)
+  raise ValueError(f"train.pairs must be one of {', '.join(PAIRINGS)}, got {pairs!r}")
+
+
+def pair_batch_size(batch_size: int, pairs: str) -> int:
+  """Images drawn for a pair loss: B + 1 neighbours give B pairs; "all" uses B images."""
+  return batch_size + 1 if pairs == "neighbours" else batch_size
+
+
+def _pair_distance_logits(params, images, model, pairs):
   _, z = model.apply(params, images)
-  return model.apply(params, z[:-1], z[1:], method=model.distance_logit)
+  i, j = pair_indices(images.shape[0], pairs)
+  return model.apply(params, z[i], z[j], method=model.distance_logit)
 
 
-def closeness_step(state, typical_images, *, model, tx, weight_decay):
+def closeness_step(state, typical_images, *, model, tx, weight_decay, pairs="neighbours"):
   def loss_fn(params):
-    return losses.closeness_loss(_pair_distance_logits(params, typical_images, model))
+    return losses.closeness_loss(_pair_distance_logits(params, typical_images, model, pairs))
   state, loss = _update(state, "closeness", loss_fn, tx=tx, weight_decay=weight_decay)
   return state, {"closeness": loss}
 
@@ -184,9 +203,9 @@ def intra_class_step(state, images, labels, *, model, tx, weight_decay):
   return state, {"intra_class": loss}
 
 
-def dispersion_step(state, atypical_images, *, model, tx, weight_decay):
+def dispersion_step(state, atypical_images, *, model, tx, weight_decay, pairs="neighbours"):
   def loss_fn(params):
-    return losses.dispersion_loss(_pair_distance_logits(params, atypical_images, model))
+    return losses.dispersion_loss(_pair_distance_logits(params, atypical_images, model, pairs))
   state, loss = _update(state, "dispersion", loss_fn, tx=tx, weight_decay=weight_decay)
   return state, {"dispersion": loss}
 
@@ -205,9 +224,11 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
   kw = dict(model=model, tx=tx, weight_decay=config.train.weight_decay)
   k_close, k_typ, k_atyp, k_disp = jax.random.split(jax.random.fold_in(key, step), 4)
   metrics = {}
+  pairs = config.train.pairs
+  b_pairs = pair_batch_size(b, pairs)
   if method == "dsplit":
-    x = draw(k_close, pool, split.typical_idx, split.typical_count, b + 1)
-    state, m = closeness_step(state, x, **kw)
+    x = draw(k_close, pool, split.typical_idx, split.typical_count, b_pairs)
+    state, m = closeness_step(state, x, pairs=pairs, **kw)
     metrics.update(m)
   if method in ("dsplit", "nnwds"):
     x = jnp.concatenate([
@@ -217,8 +238,8 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
     state, m = intra_class_step(state, x, y, **kw)
     metrics.update(m)
   if method == "dsplit":
-    x = draw(k_disp, pool, split.atypical_idx, split.atypical_count, b + 1)
-    state, m = dispersion_step(state, x, **kw)
+    x = draw(k_disp, pool, split.atypical_idx, split.atypical_count, b_pairs)
+    state, m = dispersion_step(state, x, pairs=pairs, **kw)
     metrics.update(m)
   if method == "naive_nn":
     x = draw(k_typ, pool, train_idx, train_count, b)

@@ -30,7 +30,8 @@ from dsplit_jax import paper
 from dsplit_jax import records
 
 _SCORES_NAME = re.compile(
-    r"^(?P<dataset>[^-]+)-c(?P<cls>\d+)-(?P<method>[^-]+)-rho(?P<rho>[^-]+)-s(?P<seed>\d+)\.npz$")
+    r"^(?P<dataset>[^-]+)-c(?P<cls>\d+)-(?P<method>[^-]+)-rho(?P<rho>[^-]+)-s(?P<seed>\d+)"
+    r"(-(?P<config_hash>[0-9a-f]{12}))?\.npz$")
 _SPLIT_NAME = re.compile(r"^(?P<dataset>[^-]+)-c(?P<cls>\d+)-s(?P<seed>\d+)\.npz$")
 
 

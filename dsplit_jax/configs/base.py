@@ -22,7 +22,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.conv_features = (96, 256, 384, 384, 256)
   c.model.dense_features = (4096, 4096)
-  c.model.distance_input = "difference"  # paper: dense(z_i - z_j); or "abs_difference"
+  # Distance subnetwork (models.DISTANCE_HEADS): "paper_literal" is the paper's
+  # dense(z_i - z_j), antisymmetric, so its pair losses stay at log 2; the default is
+  # chosen by the distance-head study (BUILD_NOTES.md, section 6).
+  c.model.distance_head = "abs_difference"
   # How convolutions are lowered (the same function, see layers.py): "patches" (im2col
   # matrix products), "xla" (lax.conv), "auto" = patches on CPU, xla elsewhere. On
   # XLA:CPU, lax.conv is slow when vmapped over jobs (grouped convolutions) and when
@@ -58,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.warmup_steps = 0
   c.train.weight_decay = 1e-6    # paper: L2 on every conv layer
   c.train.atypical_fraction = 0.5  # share of atypical images in an intra-class batch
+  c.train.pairs = "neighbours"   # pairs of a batch for closeness/dispersion (train.PAIRINGS)
   c.train.chunk_steps = 500
 
   c.eval_batch_size = 500
