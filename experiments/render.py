@@ -1,10 +1,13 @@
 """Table 1, Fig. 4, Fig. 1 and ROC curves from a work dir, beside the paper's numbers.
 
   python -m experiments.render --workdir=W [--out=W/report] [--preset=cpu] \
-      [--figure1=all|none|mnist:0,...] [--roc=all|none|mnist:0,...] [--data_dir=D]
+      [--figure1=all|none|mnist:0,...] [--roc=all|none|mnist:0,...] [--data_dir=D] \
+      [--loss_curves=all|none]
 
 Nothing is trained. Table 1 and Fig. 4 come from W/results.jsonl, ROC curves from
-W/scores/*.npz, Fig. 1 from W/splits/*.npz plus the dataset's training images. Where
+W/scores/*.npz, Fig. 1 from W/splits/*.npz plus the dataset's training images, loss
+curves from W/runs/*/loss_curves.jsonl (one figure per run: a panel per loss, a line
+per job, log 2 marked: a pair loss that stays there does nothing). Where
 a cell was run with several configs (e.g. after a --set change), only the records of
 its latest config are used. Figures are drawn on matplotlib's Agg canvas.
 """
@@ -26,6 +29,7 @@ import skimage.util
 import sklearn.metrics
 
 from dsplit_jax import data
+from dsplit_jax import loop
 from dsplit_jax import paper
 from dsplit_jax import records
 
@@ -332,6 +336,41 @@ def write_roc(dataset, cls, files: dict[str, list[str]], png, rho=paper.RHO):
   fig.savefig(png, dpi=150)
 
 
+# ----------------------------------------------------------------- loss curves
+
+def available_curves(workdir) -> list[str]:
+  """Run dirs of W/runs that saved loss curves."""
+  return sorted(os.path.dirname(p) for p in
+                glob.glob(os.path.join(workdir, "runs", "*", loop.CURVES_FILE)))
+
+
+def write_loss_curves(run_dir, png) -> bool:
+  """One panel per loss of the run's classifier phase, one line per job; False if empty."""
+  curves = loop.read_curves(run_dir)
+  if not curves:
+    return False
+  phase = next(iter(curves))
+  jobs = curves[phase]
+  metrics = list(dict.fromkeys(m for job in jobs.values() for m in job))
+  fig = Figure(figsize=(4 * len(metrics), 3.4))
+  FigureCanvasAgg(fig)
+  for k, metric in enumerate(metrics):
+    ax = fig.add_subplot(1, len(metrics), k + 1)
+    for j, (job, by_metric) in enumerate(sorted(jobs.items())):
+      if metric in by_metric:
+        steps, values = zip(*by_metric[metric])
+        ax.plot(steps, values, lw=1, color=f"C{j % 10}", label=job)
+    ax.axhline(np.log(2), color="k", ls=":", lw=0.8, label="log 2")
+    ax.set(title=metric, xlabel="step", ylim=(0, None))
+    if k == 0:
+      ax.set_ylabel("loss (mean over 25 steps)")
+      ax.legend(fontsize=6, ncol=2)
+  fig.suptitle(f"{phase}: {os.path.basename(run_dir)}", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(png, dpi=120)
+  return True
+
+
 # ------------------------------------------------------------------------- main
 
 def _pairs(text: str, available) -> list[tuple[str, int]]:
@@ -366,6 +405,8 @@ def _parser():
   p.add_argument("--roc", default="all", help="all, none or dataset:class,...")
   p.add_argument("--data_dir", default=None,
                  help="Datasets for Fig. 1; default: the records' data_dir.")
+  p.add_argument("--loss_curves", default="all", choices=("all", "none"),
+                 help="Loss curves of every run in W/runs.")
   return p
 
 
@@ -430,6 +471,12 @@ def render(args) -> list[str]:
     path = os.path.join(out, f"roc_{dataset}_c{cls}.png")
     write_roc(dataset, cls, scores[(dataset, cls)], path, rho=args.rho)
     written.append(path)
+
+  if args.loss_curves == "all":
+    for run_dir in available_curves(args.workdir):
+      path = os.path.join(out, f"losses_{os.path.basename(run_dir)}.png")
+      if write_loss_curves(run_dir, path):
+        written.append(path)
   return written
 
 

@@ -23,3 +23,23 @@ def test_a_single_job_reports_only_its_mean():
                  total_steps=1, chunk_steps=1, ckpt_dir=None, progress=progress)
   assert set(progress.history[-1]) == {"phase", "step", "total", "loss"}
   assert progress.history[-1]["loss"] == 2.0
+
+
+def test_loss_curves_are_saved_per_job_and_survive_a_rerun_chunk(tmp_path):
+  def chunk(state, start):  # 2 real jobs + 1 padded; 50 steps per chunk.
+    steps = np.arange(start, start + 50, dtype=np.float64)
+    loss = np.stack([steps, 10 * steps, -steps])
+    return state, {"closeness": loss, "dispersion": 2 * loss}
+  loop.run_phase("dsplit", {"w": np.zeros(2)}, chunk, total_steps=100, chunk_steps=50,
+                 ckpt_dir=str(tmp_path), curve_jobs=["c0s0", "c1s0"])
+  # The second chunk runs again (as after a kill before its checkpoint): no duplicates.
+  loop._append_curves(str(tmp_path / loop.CURVES_FILE), "dsplit", 50,
+                      chunk(None, 50)[1], ["c0s0", "c1s0"])
+  curves = loop.read_curves(str(tmp_path))
+  assert set(curves["dsplit"]) == {"c0s0", "c1s0"}  # the padded job is not saved
+  points = curves["dsplit"]["c1s0"]["closeness"]
+  assert [s for s, _ in points] == [25, 50, 75, 100]
+  np.testing.assert_allclose([v for _, v in points], [10 * 12, 10 * 37, 10 * 62, 10 * 87])
+  assert loop.final_losses(str(tmp_path), "dsplit", "c0s0") == {"closeness": 87.0,
+                                                                "dispersion": 174.0}
+  assert loop.final_losses(str(tmp_path), "dsplit", "c9s9") == {}

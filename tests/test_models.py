@@ -61,4 +61,62 @@ def test_cpu_and_paper_widths_are_alexnet_order():
   net = train.make_classifier(configs.get_preset("cpu"))
   params = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)), method=net.init_all)
   # Pinned so that a change of the cpu network is a deliberate one (BUILD_NOTES layer table).
-  assert sum(x.size for x in jax.tree.leaves(params)) == 95_042
+  assert sum(x.size for x in jax.tree.leaves(params)) == 95_042  # dense distance head
+
+
+def _head(kind, seed=0):
+  config = configs.get_preset("test")
+  config.model.distance_head = kind
+  net = train.make_classifier(config)
+  params = net.init(jax.random.PRNGKey(seed), jnp.zeros((2, 28, 28, 1)), method=net.init_all)
+  if kind not in ("metric", "metric_normalized"):
+    # A random bias too, so that no symmetry below holds by a zero bias alone.
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, p: p + 0.3 if "bias" in str(path[-1]) and "distance" in str(path) else p,
+        params)
+  return net, params, config.model.dense_features[-1]
+
+
+@pytest.mark.parametrize("kind", [k for k in models.DISTANCE_HEADS if k != "paper_literal"])
+def test_symmetric_heads_are_distances_in_the_unit_interval(kind):
+  net, params, width = _head(kind)
+  a = jax.nn.relu(jax.random.normal(jax.random.PRNGKey(1), (64, width)))
+  b = jax.nn.relu(jax.random.normal(jax.random.PRNGKey(2), (64, width)))
+
+  def dist(x, y):
+    return jax.nn.sigmoid(net.apply(params, x, y, method=net.distance_logit))
+  np.testing.assert_array_equal(dist(a, b), dist(b, a))
+  assert not np.allclose(dist(a, b), dist(a, b)[0])  # it does depend on the pair
+  for scale in (1.0, 1e4):
+    d = dist(scale * a, scale * b)
+    assert bool(jnp.all((d >= 0) & (d <= 1)))
+  # Identical latents: every pair gets the same distance, the head's minimum for the
+  # metric heads (a > 0).
+  same = dist(a, a)
+  np.testing.assert_allclose(same, same[0])
+  if kind.startswith("metric"):
+    assert bool(jnp.all(dist(a, b) >= same[0]))
+
+
+def test_paper_literal_logit_is_antisymmetric_about_its_bias():
+  net, params, width = _head("paper_literal")
+  a = jax.random.normal(jax.random.PRNGKey(1), (16, width))
+  b = jax.random.normal(jax.random.PRNGKey(2), (16, width))
+  bias = float(params["params"]["distance"]["dense"]["bias"][0])
+  ab = net.apply(params, a, b, method=net.distance_logit) - bias
+  ba = net.apply(params, b, a, method=net.distance_logit) - bias
+  np.testing.assert_allclose(ab, -ba, rtol=1e-5, atol=1e-6)
+  assert float(jnp.max(jnp.abs(ab))) > 1e-3
+
+
+def test_metric_head_grows_with_the_euclidean_distance():
+  net, params, width = _head("metric")
+  z = jnp.zeros((5, width))
+  far = z + jnp.arange(5.0)[:, None]
+  logits = net.apply(params, z, far, method=net.distance_logit)
+  assert bool(jnp.all(jnp.diff(logits) > 0))
+
+
+def test_unknown_head_is_an_error():
+  with pytest.raises(ValueError, match="distance head must be one of"):
+    _head("cosine")

@@ -26,3 +26,23 @@ def test_autoencoder_cache_ignores_classifier_settings():
   assert runner._ae_dir("w", config, (28, 28, 1)) == runner._ae_dir("w", other, (28, 28, 1))
   other.ae.warmup_steps = 1
   assert runner._ae_dir("w", config, (28, 28, 1)) != runner._ae_dir("w", other, (28, 28, 1))
+
+
+def test_config_hash_ignores_dsplit_only_fields_for_other_methods():
+  a, b = configs.get_preset("cpu"), configs.get_preset("cpu")
+  b.model.distance_head, b.train.pairs = "metric", "all"
+  a.method = b.method = "nnwds"
+  assert runner.config_hash(a) == runner.config_hash(b)
+  a.method = b.method = "dsplit"
+  assert runner.config_hash(a) != runner.config_hash(b)
+
+
+def test_bad_distance_head_or_pairs_is_a_config_error():
+  import pytest
+  for field, value, message in [("model.distance_head", "cosine", "model.distance_head"),
+                                ("train.pairs", "random", "train.pairs")]:
+    config = configs.get_preset("cpu")
+    section, name = field.split(".")
+    config[section][name] = value
+    with pytest.raises(runner.ConfigError, match=message):
+      runner.validate_training(config)

@@ -219,3 +219,41 @@ def test_an_untrained_autoencoder_counts_as_stuck(pool):
                                         pipeline.job_keys([0, 0], [0, 1]))
   ratios = pipeline.plateau_ratios(config, untrained, images, idx, count)
   assert ratios.shape == (2,) and np.all(ratios > config.ae.plateau_ratio), ratios
+
+
+# ------------------------------------------------------------------ pair losses
+
+@pytest.mark.parametrize("batch", [2, 5, 65])
+def test_pair_indices_neighbours_and_all(batch):
+  i, j = train.pair_indices(batch, "neighbours")
+  assert len(i) == batch - 1 and np.all(j == i + 1)
+  i, j = train.pair_indices(batch, "all")
+  assert len(i) == batch * (batch - 1) // 2
+  assert np.all(i < j)  # never a sample with itself, each unordered pair once
+  assert len(set(zip(i.tolist(), j.tolist()))) == len(i)
+  assert train.pair_batch_size(64, "neighbours") == 65  # 64 pairs
+  assert train.pair_batch_size(64, "all") == 64         # 2016 pairs
+  with pytest.raises(ValueError, match="train.pairs"):
+    train.pair_indices(batch, "random")
+
+
+@pytest.mark.parametrize("pairs", ["neighbours", "all"])
+def test_pair_losses_average_over_exactly_the_chosen_pairs(pairs):
+  config = configs.get_preset("test")
+  model = train.make_classifier(config)
+  tx = train.optimizer(config.train)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (6, 28, 28, 1))
+  state = train.init_classifier_state(jax.random.PRNGKey(1), model=model, tx=tx,
+                                      image_shape=(28, 28, 1))
+  _, z = model.apply(state.params, x)
+  logits = {(a, b): float(model.apply(state.params, z[a], z[b], method=model.distance_logit))
+            for a in range(6) for b in range(6)}
+  chosen = list(zip(*train.pair_indices(6, pairs)))
+  softplus = lambda v: float(jax.nn.softplus(v))
+  kw = dict(model=model, tx=tx, weight_decay=0.0, pairs=pairs)
+  _, m = train.closeness_step(state, x, **kw)
+  np.testing.assert_allclose(m["closeness"], np.mean([softplus(logits[p]) for p in chosen]),
+                             rtol=1e-5)
+  _, m = train.dispersion_step(state, x, **kw)
+  np.testing.assert_allclose(m["dispersion"], np.mean([softplus(-logits[p]) for p in chosen]),
+                             rtol=1e-5)

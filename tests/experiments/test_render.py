@@ -140,3 +140,24 @@ def test_only_the_latest_config_of_a_cell_counts(tmp_path, capsys):
   recs = render.load_records(str(tmp_path))
   assert [r["auc"] for r in recs] == [0.9]
   assert "2 records of older configs ignored" in capsys.readouterr().out
+
+
+def test_loss_curves_are_drawn_for_every_run_that_saved_them(tmp_path, capsys):
+  from dsplit_jax import loop
+  _log(tmp_path / "results.jsonl")
+  run = tmp_path / "runs" / "mnist-dsplit-rho10-c0_1-s0-abc"
+  run.mkdir(parents=True)
+  steps = np.arange(50, dtype=np.float64)
+  loop._append_curves(str(run / loop.CURVES_FILE), "dsplit", 0,
+                      {"closeness": np.stack([0.7 - steps / 100, 0.69 + 0 * steps]),
+                       "dispersion": np.stack([0.7 - steps / 200, 0.69 + 0 * steps])},
+                      ["c0s0", "c1s0"])
+  (tmp_path / "runs" / "no-curves").mkdir()
+  assert render.main([f"--workdir={tmp_path}", "--figure1=none", "--roc=none"]) == 0
+  png = tmp_path / "report" / f"losses_{run.name}.png"
+  assert f"wrote {png}" in capsys.readouterr().out
+  assert matplotlib.image.imread(png).shape[1] > 500  # two panels side by side
+  assert not (tmp_path / "report" / "losses_no-curves.png").exists()
+  assert render.main([f"--workdir={tmp_path}", "--figure1=none", "--roc=none",
+                      "--loss_curves=none", f"--out={tmp_path / 'other'}"]) == 0
+  assert not list((tmp_path / "other").glob("losses_*"))
