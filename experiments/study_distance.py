@@ -24,6 +24,8 @@ import math
 import os
 import sys
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 import numpy as np
 
 from dsplit_jax import api
@@ -156,12 +158,48 @@ def report_markdown(rows) -> str:
   return "\n".join(lines) + "\n"
 
 
-def report(cells, workdir) -> str:
-  rows = summarize(cell_records(cells, os.path.join(workdir, "results.jsonl")))
+def write_figure(by_variant: dict[str, list[dict]], png: str) -> None:
+  """Per dataset: each variant's AUC per class (mean over seeds), and its mean, so a
+  gain that comes from one class shows as such."""
+  datasets = sorted({r["dataset"] for recs in by_variant.values() for r in recs})
+  variants = sorted(by_variant, key=lambda v: (v != "nnwds", v != "naive_nn", v))
+  fig = Figure(figsize=(6 * len(datasets), 4))
+  FigureCanvasAgg(fig)
+  for k, dataset in enumerate(datasets):
+    ax = fig.add_subplot(1, len(datasets), k + 1)
+    classes = sorted({r["normal_class"] for recs in by_variant.values() for r in recs
+                      if r["dataset"] == dataset})
+    for v, variant in enumerate(variants):
+      per_class = collections.defaultdict(list)
+      for r in by_variant[variant]:
+        if r["dataset"] == dataset:
+          per_class[r["normal_class"]].append(100 * r["auc"])
+      if not per_class:
+        continue
+      xs = [classes.index(c) + 0.8 * (v / max(len(variants) - 1, 1) - 0.5) * 0.8
+            for c in sorted(per_class)]
+      ys = [np.mean(per_class[c]) for c in sorted(per_class)]
+      mean = np.mean(ys)
+      ax.plot(xs, ys, "o", ms=4, color=f"C{v}", label=f"{variant} ({mean:.1f})")
+    ax.set_xticks(range(len(classes)), [str(c) for c in classes])
+    ax.set(title=dataset, xlabel="normal class", ylabel="AUC (%)")
+    ax.grid(axis="y", lw=0.3)
+    ax.legend(fontsize=6, title="variant (mean AUC)", title_fontsize=6)
+  fig.tight_layout()
+  fig.savefig(png, dpi=130)
+
+
+def report(cells, workdir, name="study_distance") -> str:
+  by_variant = cell_records(cells, os.path.join(workdir, "results.jsonl"))
+  rows = summarize(by_variant)
   text = report_markdown(rows) if rows else "no records yet\n"
-  os.makedirs(os.path.join(workdir, "report"), exist_ok=True)
-  with open(os.path.join(workdir, "report", "study_distance.md"), "w") as f:
+  out = os.path.join(workdir, "report")
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, f"{name}.md"), "w") as f:
     f.write(text)
+  if rows:
+    write_figure(by_variant, os.path.join(out, f"{name}.png"))
+    text += f"\nfigure: {os.path.join(out, name + '.png')}\n"
   return text
 
 
@@ -176,7 +214,8 @@ def _parser():
   p.add_argument("--workdir", required=True)
   p.add_argument("--stage", default="screen", choices=("screen", "seeds", "report"))
   p.add_argument("--heads", default="",
-                 help="Comma list of distance heads (seeds stage; screen: all).")
+                 help="Comma list of distance heads: the seeds stage's (the best two of "
+                      "the screen); for the screen, a subset (default: all, literal last).")
   p.add_argument("--pairs", default="neighbours", help="seeds stage: neighbours or all.")
   p.add_argument("--num_seeds", type=int, default=3)
   p.add_argument("--preset", default=None, help="Default: paper on an accelerator, else cpu.")
@@ -195,7 +234,8 @@ def main(argv=None) -> int:
                        f"{', '.join(models.DISTANCE_HEADS)}")
     if args.stage == "seeds" and not heads:
       raise ValueError("--stage=seeds needs --heads (the best two of the screening)")
-    screen = screen_cells(preset, args.data_dir, heads=heads or SCREEN_HEADS)
+    screen = screen_cells(preset, args.data_dir,
+                          heads=heads if args.stage == "screen" and heads else SCREEN_HEADS)
     seeds = (seed_cells(heads, preset, args.data_dir, args.num_seeds, args.pairs)
              if args.stage == "seeds" else [])
     table1.check_data(list(SCREEN_CLASSES), args.data_dir)
@@ -216,19 +256,19 @@ def main(argv=None) -> int:
       extra = [c for c in extra if c[0] != "nnwds"]
       failed += table1.run_grid([c for _, c in extra], args.workdir)
       screen += extra
-    print(report(screen, args.workdir))
+    print(report(screen, args.workdir, "study_distance_screen"))
   elif args.stage == "seeds":
     failed += table1.run_grid([c for _, c in seeds], args.workdir)
-    print(report(seeds, args.workdir))
+    print(report(seeds, args.workdir, "study_distance_seeds"))
   else:
     head = best_head(cell_records(screen, results))
     if head:
       screen += [c for c in screen_cells(preset, args.data_dir, heads=(), all_pairs_head=head)
                  if c[0] != "nnwds"]
-    print("## screen\n" + report(screen, args.workdir))
+    print("## screen\n" + report(screen, args.workdir, "study_distance_screen"))
     if heads:
       print("## seeds\n" + report(seed_cells(heads, preset, args.data_dir, args.num_seeds,
-                                             args.pairs), args.workdir))
+                                             args.pairs), args.workdir, "study_distance_seeds"))
   return 1 if failed else 0
 
 

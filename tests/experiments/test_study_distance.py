@@ -92,3 +92,20 @@ def test_bad_flags_are_one_line_errors(capsys):
   assert "unknown distance head(s) cosine" in capsys.readouterr().err
   assert study.main(["--workdir=w", "--stage=seeds"]) == 2
   assert "--stage=seeds needs --heads" in capsys.readouterr().err
+
+
+def test_report_writes_table_and_figure_from_the_cells_records(tmp_path):
+  import matplotlib.image
+  results = str(tmp_path / "results.jsonl")
+  cells = [c for c in study.screen_cells("test", None) if c[0] in ("nnwds", "dsplit/metric")]
+  for variant, cell in cells:
+    for cls in study.SCREEN_CLASSES[cell.dataset]:
+      records.append_record(results, records.make_record(
+          dataset=cell.dataset, normal_class=cls, method=cell.method, seed=0, rho=cell.rho,
+          auc=0.8 + 0.01 * cls + (0.02 if variant != "nnwds" else 0.0), config=cell.config,
+          wall_time_s=1.0, config_hash=runner.config_hash(cell.config)))
+  text = study.report(cells, str(tmp_path), "screen")
+  assert "| fashion_mnist | dsplit/metric | 4 (4 x 1) |" in text
+  assert "+2.00 (0.00, 4)" in text
+  assert matplotlib.image.imread(tmp_path / "report" / "screen.png").shape[1] > 1000
+  assert (tmp_path / "report" / "screen.md").read_text() in text
