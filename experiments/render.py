@@ -62,15 +62,36 @@ def load_records(workdir: str, preset: str | None = None) -> list[dict]:
   return latest_config(recs)
 
 
+def default_config_hash(preset, dataset, method, rho) -> str | None:
+  """The config hash a plain grid cell of this preset gets (no --set overrides)."""
+  from dsplit_jax import configs  # pylint: disable=g-import-not-at-top
+  from dsplit_jax import runner  # pylint: disable=g-import-not-at-top
+  try:
+    config = configs.get_preset(str(preset))
+  except ValueError:
+    return None
+  config.dataset, config.method, config.rho = dataset, method, float(rho)
+  return runner.config_hash(config)
+
+
 def latest_config(recs: list[dict]) -> list[dict]:
-  """Keeps, per (dataset, method, rho), the records of the config logged last."""
+  """Keeps one config per (dataset, method, rho): the preset's default config where it
+  has records (so a study's variants, e.g. other distance heads in the same work dir,
+  never replace the default in Table 1), else the config logged last."""
   latest = {}
   for r in recs:  # File order is logging order.
     latest[(r["dataset"], r["method"], r["rho"])] = r.get("config_hash")
+  hashes = {r.get("config_hash") for r in recs}
+  for key in latest:
+    default = default_config_hash(recs[0].get("preset"), *key)
+    if default in hashes and any(r.get("config_hash") == default for r in recs
+                                 if (r["dataset"], r["method"], r["rho"]) == key):
+      latest[key] = default
   kept = [r for r in recs if r.get("config_hash") == latest[(r["dataset"], r["method"], r["rho"])]]
   if len(kept) < len(recs):
-    print(f"note: {len(recs) - len(kept)} records of older configs ignored "
-          "(a cell was rerun with other settings)")
+    print(f"note: {len(recs) - len(kept)} records of older configs ignored (a cell was "
+          "rerun with other settings, or a study's variants; Table 1 uses the preset's "
+          "default config where it has records, else the latest)")
   return kept
 
 
@@ -156,7 +177,7 @@ def _num(value, bold=False, digits=1):
   return f"**{text}**" if bold else text
 
 
-def table1_markdown(rows, methods, rho=paper.RHO) -> str:
+def table1_markdown(rows, methods, rho=paper.RHO, preset=None) -> str:
   seeds = sorted({c["n"] for r in rows if r["normal_class"] != "mean"
                   for c in r["cells"].values() if c["n"]})
   lines = [
@@ -166,7 +187,9 @@ def table1_markdown(rows, methods, rho=paper.RHO) -> str:
       "**Bold**: best of the row, ours and the paper's marked separately (the paper's "
       "over all eight of its methods). Bottom rows: mean over the classes shown "
       "(the paper's over the same classes). "
-      f"Seeds per cell: {'-'.join(map(str, (seeds[0], seeds[-1]) if len(seeds) > 1 else seeds))}.",
+      f"Preset: {preset or 'unknown'}. "
+      f"Seeds per cell: {'-'.join(map(str, (seeds[0], seeds[-1]) if len(seeds) > 1 else seeds))}"
+      + (" (cells with fewer seeds than the most say so as [n=k])." if len(seeds) > 1 else "."),
       "",
       "| dataset | class | "
       + " | ".join(paper.PAPER_METHOD_NAMES.get(m, m) for m in methods) + " |",
@@ -179,6 +202,8 @@ def table1_markdown(rows, methods, rho=paper.RHO) -> str:
       text = _num(c["mean"], m in r["best"])
       if c["std"] is not None:
         text += f" ± {c['std']:.1f}"
+      if r["normal_class"] != "mean" and c["n"] and len(seeds) > 1 and c["n"] < seeds[-1]:
+        text += f" [n={c['n']}]"
       if c["paper"] is not None:
         text += f" / {_num(c['paper'], m in r['paper_best'])}"
         if c["diff"] is not None:
@@ -423,7 +448,7 @@ def render(args) -> list[str]:
   if rows:
     md, table_csv = os.path.join(out, "table1.md"), os.path.join(out, "table1.csv")
     with open(md, "w") as f:
-      f.write(table1_markdown(rows, methods, args.rho))
+      f.write(table1_markdown(rows, methods, args.rho, preset=recs[0].get("preset") if recs else None))
     write_table1_csv(rows, methods, table_csv)
     written += [md, table_csv]
   else:

@@ -161,3 +161,23 @@ def test_loss_curves_are_drawn_for_every_run_that_saved_them(tmp_path, capsys):
   assert render.main([f"--workdir={tmp_path}", "--figure1=none", "--roc=none",
                       "--loss_curves=none", f"--out={tmp_path / 'other'}"]) == 0
   assert not list((tmp_path / "other").glob("losses_*"))
+
+
+def test_table1_prefers_the_presets_default_config_and_says_preset_and_seeds(tmp_path, capsys):
+  default = render.default_config_hash("cpu", "mnist", "dsplit", 10.0)
+  # The default config first, then a study's variant logged later: Table 1 keeps the default.
+  _log(tmp_path / "results.jsonl", aucs={(0, "dsplit", 10.0): [0.9, 0.92, 0.94],
+                                          (1, "dsplit", 10.0): [0.8]},
+       preset="cpu", config_hash=default)
+  _log(tmp_path / "results.jsonl", aucs={(0, "dsplit", 10.0): [0.1]}, preset="cpu",
+       config_hash="variant")
+  recs = render.load_records(str(tmp_path))
+  assert {r["config_hash"] for r in recs} == {default}
+  assert "1 records of older configs ignored" in capsys.readouterr().out
+  rows, methods = render.table1_rows(recs)
+  text = render.table1_markdown(rows, methods, preset="cpu")
+  assert "Preset: cpu. Seeds per cell: 1-3" in text
+  assert "| mnist | 0 Digit 0 | **92.0** ± 1.6 / **98.9** (-6.9) |" in text
+  assert "| mnist | 1 Digit 1 | **80.0** ± 0.0 [n=1] / **99.8** (-19.8) |" in text
+  # Without default-config records the latest config is kept, as before.
+  assert render.default_config_hash("nope", "mnist", "dsplit", 10.0) is None
