@@ -10,6 +10,7 @@ preset can train a narrower copy. The exact layer table is in BUILD_NOTES.md.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -61,7 +62,7 @@ DISTANCE_HEADS = ("paper_literal", "abs_difference", "squared_difference", "metr
 
 
 def _softplus_inverse(y: float) -> float:
-  return float(jnp.log(jnp.expm1(y)))
+  return math.log(math.expm1(y))  # plain floats: also called while tracing init
 
 
 class DistanceHead(nn.Module):

@@ -118,8 +118,13 @@ def _programs(config_json: str, image_shape: tuple, method: str | None):
   out = {}
   ae_model = train.make_autoencoder(config, image_shape)
   ae_tx = train.optimizer(config.ae)
-  out["ae_init"] = over_jobs(functools.partial(
-      train.init_ae_state, model=ae_model, tx=ae_tx, image_shape=image_shape), (0,))
+  init_ae = functools.partial(train.init_ae_state, model=ae_model, tx=ae_tx,
+                              image_shape=image_shape)
+  if config.ae.output_bias == "mean_logit":
+    out["ae_init"] = over_jobs(lambda key, idx, count, pool: init_ae(
+        key, train.mean_pixel(pool, idx, count)), (0, 0, 0, None))
+  else:
+    out["ae_init"] = over_jobs(lambda key, idx, count, pool: init_ae(key), (0, 0, 0, None))
   out["ae_chunk"] = compiled_chunk(
       functools.partial(train.ae_body, model=ae_model, tx=ae_tx, config=config),
       (0, 0, 0, None), config.ae.chunk_steps, mode)
@@ -203,7 +208,7 @@ def _fit_autoencoders(config, pool, train_idx, train_count, keys, attempt, ckpt_
   init_keys, step_keys, idx, count = _shard(
       _pad_jobs((init_keys, step_keys, train_idx, train_count), num_jobs), mesh)
   pool = _replicate(jnp.asarray(pool), mesh)
-  state = fns["ae_init"](init_keys)
+  state = fns["ae_init"](init_keys, idx, count, pool)
   state = loop.run_phase(
       "autoencoder", state,
       lambda s, start: fns["ae_chunk"](s, start, step_keys, idx, count, pool),

@@ -37,6 +37,16 @@ _JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method")
 # Fields only dsplit reads: other methods' hashes ignore them, so an nnwds or naive_nn
 # record stays valid (and is reused by the grid) whichever distance head is chosen.
 _DSPLIT_FIELDS = (("model", "distance_head"), ("train", "pairs"))
+# Fields added after records and cached autoencoders were written: at the value that
+# reproduces the earlier behaviour they stay out of every hash, so those stay valid.
+_COMPATIBLE_DEFAULTS = {("ae", "output_bias"): "zero"}
+
+
+def _drop_compatible_defaults(d: dict) -> dict:
+  for (section, field), value in _COMPATIBLE_DEFAULTS.items():
+    if d.get(section, {}).get(field) == value:
+      d[section] = {k: v for k, v in d[section].items() if k != field}
+  return d
 
 
 class ConfigError(ValueError):
@@ -66,6 +76,8 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
   if config.train.pairs not in train.PAIRINGS:
     raise ConfigError(f"train.pairs must be one of {', '.join(train.PAIRINGS)}, "
                       f"got {config.train.pairs!r}")
+  if config.ae.output_bias not in ("zero", "mean_logit"):
+    raise ConfigError(f"ae.output_bias must be zero or mean_logit, got {config.ae.output_bias!r}")
   if config.model.conv_impl not in layers.CONV_IMPLS:
     raise ConfigError(f"model.conv_impl must be one of {', '.join(layers.CONV_IMPLS)}, "
                       f"got {config.model.conv_impl!r}")
@@ -90,7 +102,8 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
 
 def hashed_fields(config: ml_collections.ConfigDict) -> dict:
   """The config fields that change a job's result under its method."""
-  d = {k: v for k, v in config.to_dict().items() if k not in _JOB_FIELDS}
+  d = _drop_compatible_defaults(
+      {k: v for k, v in config.to_dict().items() if k not in _JOB_FIELDS})
   if config.method != "dsplit":
     for section, field in _DSPLIT_FIELDS:
       d.get(section, {}).pop(field, None)
@@ -164,7 +177,8 @@ def load_jobs(config: ml_collections.ConfigDict) -> Jobs:
 
 def _ae_dir(workdir, config, image_shape):
   """Autoencoders depend on these fields only, so methods and classifier settings share them."""
-  ae_fields = dict(dataset=config.dataset, ae=config.ae.to_dict(), image_size=config.image_size,
+  ae_fields = dict(dataset=config.dataset, image_size=config.image_size,
+                   ae=_drop_compatible_defaults({"ae": config.ae.to_dict()})["ae"],
                    conv_features=config.model.ae_conv_features,
                    code_features=config.model.ae_code_features)  # not conv_impl: same function
   return os.path.join(workdir, "autoencoders", f"{config.dataset}-{_digest(ae_fields)}-{'x'.join(map(str, image_shape))}")

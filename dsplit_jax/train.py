@@ -83,9 +83,27 @@ def draw(key, pool, idx, count, batch_size: int) -> jax.Array:
 
 # ----------------------------------------------------------------------------- AE
 
-def init_ae_state(key, *, model, tx, image_shape) -> AEState:
+def init_ae_state(key, mean_pixel=None, *, model, tx, image_shape) -> AEState:
+  """With `mean_pixel` ([C], in (0, 1)), the decoder's output bias starts at its logit.
+
+  The sigmoid output then starts at the class's mean intensity (dark grey on MNIST)
+  instead of 0.5 everywhere; the first large push towards the black background, which
+  can kill the decoder's ReLUs and leave an all-black output for good, does not happen.
+  """
   params = model.init(key, jnp.zeros((1,) + tuple(image_shape)))
+  if mean_pixel is not None:
+    p = jnp.clip(mean_pixel, 1e-3, 1 - 1e-3)
+    inner = dict(params["params"])
+    inner["deconv1"] = dict(inner["deconv1"], bias=jnp.log(p) - jnp.log1p(-p))
+    params = {**params, "params": inner}
   return AEState(params=params, opt_state=tx.init(params))
+
+
+def mean_pixel(pool, idx, count) -> jax.Array:
+  """Mean intensity per channel of a job's training images: [C]."""
+  mask = (jnp.arange(idx.shape[0]) < count).astype(pool.dtype)
+  per_image = jnp.mean(pool[idx], axis=(1, 2))  # [N, C]
+  return jnp.tensordot(mask, per_image, axes=1) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def ae_step(state: AEState, images, *, model, tx, weight_decay: float):

@@ -120,3 +120,15 @@ def test_metric_head_grows_with_the_euclidean_distance():
 def test_unknown_head_is_an_error():
   with pytest.raises(ValueError, match="distance head must be one of"):
     _head("cosine")
+
+
+@pytest.mark.parametrize("kind", models.DISTANCE_HEADS)
+def test_every_head_initialises_inside_jit_and_vmap(kind):
+  # The grid initialises a stack of jobs in one jitted, vmapped program.
+  config = configs.get_preset("test")
+  config.model.distance_head = kind
+  net = train.make_classifier(config)
+  init = jax.jit(jax.vmap(lambda k: net.init(k, jnp.zeros((2, 28, 28, 1)),
+                                             method=net.init_all)))
+  params = init(jax.random.split(jax.random.PRNGKey(0), 3))
+  assert jax.tree.leaves(params)[0].shape[0] == 3

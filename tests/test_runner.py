@@ -46,3 +46,16 @@ def test_bad_distance_head_or_pairs_is_a_config_error():
     config[section][name] = value
     with pytest.raises(runner.ConfigError, match=message):
       runner.validate_training(config)
+
+
+def test_new_fields_at_their_old_behaviour_keep_old_hashes():
+  # ae.output_bias="zero" is how every autoencoder was trained before the field existed:
+  # the same config hash and autoencoder cache as a config without the field.
+  config = configs.get_preset("cpu")
+  legacy = configs.get_preset("cpu")
+  del legacy.ae["output_bias"]
+  assert runner.config_hash(config) == runner.config_hash(legacy)
+  assert runner._ae_dir("w", config, (28, 28, 1)) == runner._ae_dir("w", legacy, (28, 28, 1))
+  config.ae.output_bias = "mean_logit"
+  assert runner.config_hash(config) != runner.config_hash(legacy)
+  assert runner._ae_dir("w", config, (28, 28, 1)) != runner._ae_dir("w", legacy, (28, 28, 1))

@@ -257,3 +257,22 @@ def test_pair_losses_average_over_exactly_the_chosen_pairs(pairs):
   _, m = train.dispersion_step(state, x, **kw)
   np.testing.assert_allclose(m["dispersion"], np.mean([softplus(-logits[p]) for p in chosen]),
                              rtol=1e-5)
+
+
+def test_output_bias_starts_at_the_logit_of_each_jobs_mean_pixel():
+  config = configs.get_preset("test")
+  pool = np.concatenate([np.full((3, 28, 28, 1), 0.1), np.full((2, 28, 28, 1), 0.5),
+                         np.full((1, 28, 28, 1), 0.9)]).astype(np.float32)
+  idx = np.array([[0, 1, 2, 5], [3, 4, 0, 0]], np.int32)  # job 1: two images, then padding
+  count = np.array([3, 2], np.int32)
+  keys = jax.random.split(jax.random.PRNGKey(0), 2)
+  zero = pipeline.programs(config, pool.shape[1:])["ae_init"](keys, idx, count, pool)
+  config.ae.output_bias = "mean_logit"
+  mean = pipeline.programs(config, pool.shape[1:])["ae_init"](keys, idx, count, pool)
+  bias = np.asarray(mean.params["params"]["deconv1"]["bias"])
+  np.testing.assert_allclose(bias[:, 0], [np.log(0.1 / 0.9), 0.0], atol=1e-5)
+  np.testing.assert_array_equal(zero.params["params"]["deconv1"]["bias"], 0.0)
+  # Everything else starts as before.
+  for path in [("conv1", "kernel"), ("deconv1", "kernel"), ("deconv2", "bias")]:
+    a, b = zero.params["params"], mean.params["params"]
+    np.testing.assert_array_equal(a[path[0]][path[1]], b[path[0]][path[1]])

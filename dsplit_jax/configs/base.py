@@ -51,6 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.ae.plateau_images = 512
   c.ae.restarts = 2
   c.ae.ssim_filter_size = 11     # dm_pix.ssim defaults (Wang et al. 2004)
+  # Decoder output bias at start: "zero" (sigmoid output 0.5) or "mean_logit" (the logit
+  # of the job's mean pixel; train.init_ae_state says why).
+  c.ae.output_bias = "zero"
 
   # Classifier: the three losses of section 2.3 applied in turn every step.
   c.train = ml_collections.ConfigDict()
