@@ -1,6 +1,7 @@
 """Bad input stops before any training: one line on stderr, exit code 2."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -71,11 +72,18 @@ def test_main_exits_2_with_one_line_for_bad_rho():
 
 
 def test_main_reports_missing_data_in_one_line(tmp_path):
+  with socket.socket() as s:  # A port nothing listens on: the download fails at once.
+    s.bind(("127.0.0.1", 0))
+    mirror = f"http://127.0.0.1:{s.getsockname()[1]}"
   out = _main("--preset=test", f"--workdir={tmp_path}", "--dataset=cifar10",
-              env={"DSPLIT_DATA_DIR": str(tmp_path)})
+              env={"DSPLIT_DATA_DIR": str(tmp_path), "DSPLIT_DATA_MIRROR": mirror,
+                   "XDG_CACHE_HOME": str(tmp_path / "cache")})
   assert out.returncode == 2
   lines = out.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: ") and "cifar10" in lines[0]
+  assert "python -m dsplit_jax.data.download cifar10" in lines[0]
+  assert f"downloading cifar10 (cifar-10-binary.tar.gz) into {tmp_path / 'cifar10'}" in out.stdout
+  assert not os.path.exists(tmp_path / "cifar10")  # The failed download left nothing.
   assert not os.path.exists(tmp_path / "results.jsonl")
 
 
