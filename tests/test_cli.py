@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -93,3 +94,27 @@ def test_main_rejects_empty_folder(tmp_path):
               f"--data_dir={tmp_path / 'empty'}")
   assert out.returncode == 2
   assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_print_config_shows_every_field_and_exits_0(tmp_path):
+  out = _main("--preset=test", "--print_config", "--set=train.steps=40", "--method=nnwds,ssim",
+              f"--workdir={tmp_path / 'w'}")
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.startswith("# methods: nnwds, ssim\n")
+  assert "preset: test" in out.stdout and "  steps: 40" in out.stdout
+  assert "distance_head:" in out.stdout  # Nested fields too, not just the top level.
+  assert not os.path.exists(tmp_path / "w")
+
+
+def test_installed_command_help_lists_presets_and_flags():
+  # The `dsplit` script calls main.run() from a __main__ without a docstring or flags.
+  pyproject = tomllib.loads(open(os.path.join(os.path.dirname(__file__), "..",
+                                              "pyproject.toml")).read())
+  assert pyproject["project"]["scripts"]["dsplit"] == "dsplit_jax.main:run"
+  code = "import sys; sys.argv = ['dsplit', '--help']; from dsplit_jax.main import run; run()"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300)
+  assert "Traceback" not in out.stderr, out.stderr[-2000:]  # absl's --help exits 1.
+  for text in ("paper (accelerators)", "cpu (a 2-core machine)", "test (tiny",
+               "--print_config", "--normal_class", "--set"):
+    assert text in out.stdout, text

@@ -70,7 +70,7 @@ FILES = {
 }
 # The authors' hosts first, then copies kept by other projects; the hash decides.
 HOSTS = {
-    "mnist": ("https://yann.lecun.com/exdb/mnist/",
+    "mnist": ("http://yann.lecun.com/exdb/mnist/",
               "https://ossci-datasets.s3.amazonaws.com/mnist/",
               "https://storage.googleapis.com/cvdf-datasets/mnist/"),
     "fashion_mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
