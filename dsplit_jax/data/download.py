@@ -181,7 +181,8 @@ def _fetch_one(name, file, tmp):
     except DataError as e:
       got, why = None, str(e).split(": ", 1)[-1]
     else:
-      why = f"SHA-256 {got} of its {'uncompressed content' if file.hashed == 'content' else 'bytes'}"
+      of = "uncompressed content" if file.hashed == "content" else "bytes"
+      why = f"SHA-256 {got} of its {of}"
     if got == file.sha256:
       return path
     os.remove(path)
