@@ -1,10 +1,13 @@
 """A detector for one's own images: fit on normal images, score new ones, save, load.
 
-    clf = dsplit_jax.OneClassClassifier(preset="cpu").fit(good_images)
-    scores = clf.score(new_images)        # higher = more abnormal
+    clf = dsplit_jax.OneClassClassifier(preset="cpu", contamination=0.05).fit(good_images)
+    scores = clf.score(new_images)        # higher = more abnormal (= decision_function)
+    labels = clf.predict(new_images)      # 1 = abnormal: score above clf.threshold_
     clf.save("detector"); clf = dsplit_jax.OneClassClassifier.load("detector")
 
-It runs the same pipeline as the benchmarks, with a single job.
+It runs the same pipeline as the benchmarks, with a single job. The names after
+fit (`decision_scores_`, `threshold_`, `predict`, `predict_proba`) are PyOD's, so
+code written for PyOD detectors can use this one.
 """
 
 from __future__ import annotations
@@ -28,6 +31,24 @@ _SCORED_BY = {"dsplit": "params", "nnwds": "params", "naive_nn": "params", "ssim
 def default_preset() -> str:
   """`paper` when JAX sees an accelerator, else `cpu`."""
   return "cpu" if jax.default_backend() == "cpu" else "paper"
+
+
+def threshold(train_scores, contamination: float) -> float:
+  """The score above which a `contamination` fraction of the training images lie."""
+  return float(np.quantile(np.asarray(train_scores, np.float64), 1.0 - contamination))
+
+
+def abnormal_probability(scores, train_scores) -> np.ndarray:
+  """[N, 2] (normal, abnormal): scores min-max scaled by the training scores, clipped.
+
+  PyOD's "linear" method: a rank-free, monotone map to [0, 1]; it is no
+  calibrated probability, only comparable across detectors.
+  """
+  lo, hi = float(np.min(train_scores)), float(np.max(train_scores))
+  s = np.asarray(scores, np.float64)
+  p = (s - lo) / (hi - lo) if hi > lo else (s > hi).astype(np.float64)
+  p = np.clip(p, 0.0, 1.0)
+  return np.stack([1.0 - p, p], axis=1)
 
 
 def as_images(images, image_shape=None) -> np.ndarray:
@@ -55,9 +76,16 @@ class OneClassClassifier:
   """The paper's one-class classifier (or an ablation: `method`) for any square images."""
 
   def __init__(self, preset: str | None = None, *, method: str = "dsplit", rho: float = 10.0,
-               seed: int = 0, config: ml_collections.ConfigDict | None = None):
+               seed: int = 0, contamination: float = 0.1,
+               config: ml_collections.ConfigDict | None = None):
     if method not in _SCORED_BY:
       raise ValueError(f"method must be one of {', '.join(_SCORED_BY)}, got {method!r}")
+    if not 0 < contamination <= 0.5:
+      raise ValueError(f"contamination is the expected fraction of abnormal training images, "
+                       f"in (0, 0.5]; got {contamination!r}")
+    self.contamination = float(contamination)
+    self.decision_scores_ = None  # Scores of the training images, set by fit.
+    self.threshold_ = None
     self.config = config if config is not None else configs.get_preset(preset or default_preset())
     self.config.method, self.config.rho, self.config.seeds = method, float(rho), (int(seed),)
     self.config.dataset, self.config.normal_classes = "folder", (0,)
@@ -80,6 +108,8 @@ class OneClassClassifier:
                         progress=progress or loop.Progress())
     self._fitted = {k: fitted[k] for k in (_SCORED_BY[self.config.method],)}
     self.image_shape = tuple(x.shape[1:])
+    self.decision_scores_ = self.score(x)
+    self.threshold_ = threshold(self.decision_scores_, self.contamination)
     return self
 
   def score(self, images) -> np.ndarray:
@@ -89,14 +119,38 @@ class OneClassClassifier:
     x = as_images(images, self.image_shape)
     return runner.score(self.config, self.config.method, self._fitted, x)[0]
 
+  def decision_function(self, images) -> np.ndarray:
+    """The same as `score` (PyOD's and scikit-learn's name)."""
+    return self.score(images)
+
+  def predict(self, images) -> np.ndarray:
+    """1 for images scored above `threshold_` (abnormal), else 0."""
+    return (self.score(images) > self._threshold()).astype(np.int64)
+
+  def predict_proba(self, images) -> np.ndarray:
+    """[N, 2] probabilities of (normal, abnormal); see `abnormal_probability`."""
+    self._threshold()
+    return abnormal_probability(self.score(images), self.decision_scores_)
+
+  def _threshold(self) -> float:
+    if self._fitted is None:
+      raise RuntimeError("call fit() or load() first")
+    if self.threshold_ is None:
+      raise RuntimeError("this detector was saved without training scores: fit it again "
+                         "to get threshold_")
+    return self.threshold_
+
   def save(self, path: str) -> None:
     if self._fitted is None:
       raise RuntimeError("nothing to save: call fit() first")
     os.makedirs(path, exist_ok=True)
     meta = {"config": json.loads(self.config.to_json_best_effort()),
-            "image_shape": list(self.image_shape)}
+            "image_shape": list(self.image_shape), "contamination": self.contamination,
+            "threshold": self.threshold_}
     with open(os.path.join(path, "detector.json"), "w") as f:
       json.dump(meta, f, indent=2)
+    if self.decision_scores_ is not None:
+      np.save(os.path.join(path, "decision_scores.npy"), self.decision_scores_)
     with open(os.path.join(path, "params.msgpack"), "wb") as f:
       f.write(flax.serialization.to_bytes(self._fitted))
 
@@ -108,8 +162,13 @@ class OneClassClassifier:
     meta = json.load(open(meta_path))
     config = ml_collections.ConfigDict(meta["config"])
     config = _tuples(config)
-    clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0])
+    clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0],
+              contamination=meta.get("contamination", 0.1))
     clf.image_shape = tuple(meta["image_shape"])
+    scores_path = os.path.join(path, "decision_scores.npy")
+    if os.path.exists(scores_path):  # Detectors saved before thresholds have none.
+      clf.decision_scores_ = np.load(scores_path)
+      clf.threshold_ = meta["threshold"]
     template = _template(config, clf.image_shape)
     with open(os.path.join(path, "params.msgpack"), "rb") as f:
       clf._fitted = flax.serialization.from_bytes(template, f.read())

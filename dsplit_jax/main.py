@@ -1,8 +1,12 @@
 """Command line: parses flags into a config and runs it.
 
-  python -m dsplit_jax.main --dataset=mnist --normal_class=0
-  python -m dsplit_jax.main --dataset=mnist --normal_class=all --num_seeds=2 --preset=cpu
-  python -m dsplit_jax.main --dataset=folder --data_dir=GOOD --score_dir=NEW --scores_csv=s.csv
+  dsplit --dataset=mnist --normal_class=0          (or: python -m dsplit_jax.main ...)
+  dsplit --dataset=mnist --normal_class=all --num_seeds=2 --preset=cpu
+  dsplit --dataset=folder --data_dir=GOOD --score_dir=NEW --scores_csv=s.csv
+  dsplit --preset=cpu --print_config               (every config field, for --set)
+
+Presets: paper (accelerators), cpu (a 2-core machine), test (tiny, smoke tests).
+Missing datasets are downloaded on first use (python -m dsplit_jax.data.download).
 """
 
 import sys
@@ -12,8 +16,9 @@ from absl import flags
 from absl import logging
 import jax
 
-_PRESET = flags.DEFINE_string("preset", None, "paper (accelerators) or cpu; default: paper "
-                              "when JAX sees an accelerator, else cpu.")
+_PRESET = flags.DEFINE_string("preset", None, "paper (accelerators), cpu (a 2-core machine) "
+                              "or test (tiny networks, smoke tests only); default: paper when "
+                              "JAX sees an accelerator, else cpu.")
 _DATASET = flags.DEFINE_string("dataset", "mnist", "mnist, fashion_mnist, cifar10 or folder.")
 _NORMAL_CLASS = flags.DEFINE_string("normal_class", "0", "A class index, a comma list, or all.")
 _METHOD = flags.DEFINE_string("method", "dsplit", "dsplit, naive_nn, nnwds, ssim, dsvdd, "
@@ -22,13 +27,17 @@ _RHO = flags.DEFINE_float("rho", None, "Percent of normal training images called
 _SEED = flags.DEFINE_integer("seed", 0, "First seed.")
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 1, "Seeds seed .. seed+num_seeds-1.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the dataset is (else "
-                                "$DSPLIT_DATA_DIR, Debian's datasets, tensorflow-datasets).")
+                                "$DSPLIT_DATA_DIR, Debian's datasets, the download cache, "
+                                "a verified download, tensorflow-datasets).")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir", "Records, checkpoints, scores.")
 _SCORE_DIR = flags.DEFINE_string("score_dir", None, "Folder of new images to score with a "
                                  "detector fit on the normal class (writes --scores_csv).")
 _SCORES_CSV = flags.DEFINE_string("scores_csv", None, "CSV of file name and score; default "
                                   "<workdir>/scores.csv.")
-_OVERRIDE = flags.DEFINE_multi_string("set", [], "Config override, e.g. --set=train.steps=200.")
+_OVERRIDE = flags.DEFINE_multi_string("set", [], "Config override, e.g. --set=train.steps=200 "
+                                       "(--print_config lists every field).")
+_PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print the resolved config (preset, "
+                                  "flags and --set applied) and exit without running.")
 
 
 def _fail(message: str):
@@ -50,10 +59,25 @@ def main(argv):
         data_dir=_DATA_DIR.value, overrides=_OVERRIDE.value)
   except ValueError as e:
     _fail(str(e))
+  if _PRINT_CONFIG.value:
+    print(f"# methods: {', '.join(methods)}\n{config}", end="")
+    sys.exit(0)
   code = cli.run(config, methods, workdir=_WORKDIR.value, score_dir=_SCORE_DIR.value,
                  scores_csv=_SCORES_CSV.value)
   sys.exit(code)
 
 
-if __name__ == "__main__":
+def run():
+  """Entry point of the installed `dsplit` command."""
+  # absl's --help shows __main__'s docstring and the flags of the module named
+  # sys.argv[0]; the generated script has neither, so lend it ours.
+  main_module = sys.modules["__main__"]
+  if main_module.__name__ != __name__ and not main_module.__doc__:
+    main_module.__doc__ = __doc__
+    for flag in flags.FLAGS.get_key_flags_for_module(__name__):
+      flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

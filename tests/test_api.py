@@ -1,4 +1,4 @@
-"""The detector API on real digits: fit, score, save, load, and the folder CLI."""
+"""The detector API: fit, score, threshold, predict, save, load, and the folder CLI."""
 
 import csv
 import os
@@ -74,3 +74,83 @@ def test_folder_cli_writes_a_csv_of_scores(digits, tmp_path):
   assert sorted(r["file"] for r in rows) == [f"n{i}.png" for i in range(5)]
   assert all(np.isfinite(float(r["score"])) for r in rows)
   assert os.path.exists(tmp_path / "w" / "detector" / "detector.json")
+
+
+# --- threshold and predictions, on tiny random images (no dataset needed) -------
+
+
+@pytest.fixture(scope="module")
+def random_images():
+  rng = np.random.default_rng(0)
+  return rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8), \
+      rng.integers(0, 256, (10, 28, 28, 1), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def random_fit(random_images):
+  return dsplit_jax.OneClassClassifier(config=configs.get_preset("test")).fit(random_images[0])
+
+
+def test_threshold_leaves_contamination_above_it(random_fit, random_images):
+  train = random_images[0]
+  assert random_fit.contamination == 0.1
+  np.testing.assert_allclose(random_fit.decision_scores_, random_fit.score(train), rtol=1e-6)
+  assert random_fit.threshold_ == pytest.approx(np.quantile(random_fit.decision_scores_, 0.9))
+  # 40 distinct scores: the 0.9 quantile falls between the 36th and 37th, so 4 lie above.
+  assert len(np.unique(random_fit.decision_scores_)) == 40
+  assert random_fit.predict(train).tolist() == (random_fit.decision_scores_
+                                                > random_fit.threshold_).astype(int).tolist()
+  assert random_fit.predict(train).sum() == 4
+
+
+def test_predictions_follow_scores(random_fit, random_images):
+  new = random_images[1]
+  scores = random_fit.decision_function(new)
+  np.testing.assert_array_equal(scores, random_fit.score(new))
+  assert random_fit.predict(new).dtype == np.int64
+  np.testing.assert_array_equal(random_fit.predict(new), scores > random_fit.threshold_)
+  proba = random_fit.predict_proba(new)
+  assert proba.shape == (10, 2) and proba.min() >= 0 and proba.max() <= 1
+  np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+  lo, hi = random_fit.decision_scores_.min(), random_fit.decision_scores_.max()
+  np.testing.assert_allclose(proba[:, 1], np.clip((scores - lo) / (hi - lo), 0, 1), rtol=1e-6)
+  train_proba = random_fit.predict_proba(random_images[0])[:, 1]
+  assert train_proba.min() == 0 and train_proba.max() == pytest.approx(1.0)
+
+
+def test_thresholds_survive_save_and_load(random_fit, random_images, tmp_path):
+  random_fit.save(str(tmp_path / "det"))
+  loaded = dsplit_jax.OneClassClassifier.load(str(tmp_path / "det"))
+  assert loaded.contamination == random_fit.contamination
+  assert loaded.threshold_ == random_fit.threshold_
+  np.testing.assert_array_equal(loaded.decision_scores_, random_fit.decision_scores_)
+  new = random_images[1]
+  np.testing.assert_array_equal(loaded.predict(new), random_fit.predict(new))
+  np.testing.assert_array_equal(loaded.predict_proba(new), random_fit.predict_proba(new))
+
+
+def test_detector_saved_before_thresholds_still_scores(random_fit, random_images, tmp_path):
+  random_fit.save(str(tmp_path / "old"))
+  os.remove(tmp_path / "old" / "decision_scores.npy")
+  old = dsplit_jax.OneClassClassifier.load(str(tmp_path / "old"))
+  assert old.score(random_images[1]).shape == (10,) and old.threshold_ is None
+  with pytest.raises(RuntimeError, match="fit it again"):
+    old.predict(random_images[1])
+
+
+@pytest.mark.parametrize("contamination", [0, -0.1, 0.6])
+def test_contamination_out_of_range(contamination):
+  with pytest.raises(ValueError, match=r"in \(0, 0.5\]"):
+    dsplit_jax.OneClassClassifier(config=configs.get_preset("test"), contamination=contamination)
+
+
+def test_threshold_and_probability_functions():
+  from dsplit_jax import api
+  scores = np.arange(11.0)  # 0 .. 10
+  assert api.threshold(scores, 0.2) == pytest.approx(8.0)
+  assert api.threshold(scores, 0.5) == pytest.approx(5.0)
+  p = api.abnormal_probability([-1.0, 0.0, 2.5, 10.0, 20.0], scores)
+  np.testing.assert_allclose(p[:, 1], [0, 0, 0.25, 1, 1])
+  np.testing.assert_allclose(p[:, 0], 1 - p[:, 1])
+  # All training scores equal: above them is abnormal, at or below normal.
+  np.testing.assert_allclose(api.abnormal_probability([1.0, 2.0], np.ones(3))[:, 1], [0, 1])

@@ -1,8 +1,10 @@
 """Bad input stops before any training: one line on stderr, exit code 2."""
 
 import os
+import socket
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -71,11 +73,18 @@ def test_main_exits_2_with_one_line_for_bad_rho():
 
 
 def test_main_reports_missing_data_in_one_line(tmp_path):
+  with socket.socket() as s:  # A port nothing listens on: the download fails at once.
+    s.bind(("127.0.0.1", 0))
+    mirror = f"http://127.0.0.1:{s.getsockname()[1]}"
   out = _main("--preset=test", f"--workdir={tmp_path}", "--dataset=cifar10",
-              env={"DSPLIT_DATA_DIR": str(tmp_path)})
+              env={"DSPLIT_DATA_DIR": str(tmp_path), "DSPLIT_DATA_MIRROR": mirror,
+                   "XDG_CACHE_HOME": str(tmp_path / "cache")})
   assert out.returncode == 2
   lines = out.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: ") and "cifar10" in lines[0]
+  assert "python -m dsplit_jax.data.download cifar10" in lines[0]
+  assert f"downloading cifar10 (cifar-10-binary.tar.gz) into {tmp_path / 'cifar10'}" in out.stdout
+  assert not os.path.exists(tmp_path / "cifar10")  # The failed download left nothing.
   assert not os.path.exists(tmp_path / "results.jsonl")
 
 
@@ -85,3 +94,27 @@ def test_main_rejects_empty_folder(tmp_path):
               f"--data_dir={tmp_path / 'empty'}")
   assert out.returncode == 2
   assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_print_config_shows_every_field_and_exits_0(tmp_path):
+  out = _main("--preset=test", "--print_config", "--set=train.steps=40", "--method=nnwds,ssim",
+              f"--workdir={tmp_path / 'w'}")
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.startswith("# methods: nnwds, ssim\n")
+  assert "preset: test" in out.stdout and "  steps: 40" in out.stdout
+  assert "distance_head:" in out.stdout  # Nested fields too, not just the top level.
+  assert not os.path.exists(tmp_path / "w")
+
+
+def test_installed_command_help_lists_presets_and_flags():
+  # The `dsplit` script calls main.run() from a __main__ without a docstring or flags.
+  pyproject = tomllib.loads(open(os.path.join(os.path.dirname(__file__), "..",
+                                              "pyproject.toml")).read())
+  assert pyproject["project"]["scripts"]["dsplit"] == "dsplit_jax.main:run"
+  code = "import sys; sys.argv = ['dsplit', '--help']; from dsplit_jax.main import run; run()"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300)
+  assert "Traceback" not in out.stderr, out.stderr[-2000:]  # absl's --help exits 1.
+  for text in ("paper (accelerators)", "cpu (a 2-core machine)", "test (tiny",
+               "--print_config", "--normal_class", "--set"):
+    assert text in out.stdout, text

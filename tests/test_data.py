@@ -23,9 +23,11 @@ DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-  """Tests see no real datasets unless they ask, and never reach tfds."""
+def _offline(monkeypatch, tmp_path_factory):
+  """Tests see no real datasets unless they ask, and never download or reach tfds."""
   monkeypatch.delenv("DSPLIT_DATA_DIR", raising=False)
+  monkeypatch.setenv("DSPLIT_DOWNLOAD", "0")
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
   monkeypatch.setattr(sources, "DEBIAN_DIRS", {})
   monkeypatch.setattr(sources, "_tensorflow_available", lambda: False)
 
@@ -180,8 +182,9 @@ def test_not_found_lists_places_and_how_to_get_it(tmp_path):
   message = raises_data_error(
       lambda: data.load("fashion_mnist", "train", data_dir=tmp_path),
       "looked in", tmp_path / "fashion_mnist", "$DSPLIT_DATA_DIR",
-      "apt-get install dataset-fashion-mnist", "pip install dsplit_jax[tfds]",
-      "--data_dir")
+      "apt-get install dataset-fashion-mnist", 'pip install "dsplit_jax[tfds]"',
+      "python -m dsplit_jax.data.download fashion_mnist", "--data_dir",
+      "download skipped")
   assert "TensorFlow" in message
 
 

@@ -1,6 +1,7 @@
 """Datasets for one-class experiments: loading, one-class tasks, preprocessing.
 
-Offline first: explicit folder, $DSPLIT_DATA_DIR, Debian's packages, and only
+Offline first: explicit folder, $DSPLIT_DATA_DIR, Debian's packages, the download
+cache; then a verified download of the original files (`download`), and only
 then tensorflow-datasets (see `sources`).
 """
 

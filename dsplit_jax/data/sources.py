@@ -3,12 +3,17 @@
 1. the `data_dir` argument (the files themselves, or a parent holding `<name>/`);
 2. `$DSPLIT_DATA_DIR/<name>/`;
 3. Debian's install location (`apt-get install dataset-fashion-mnist`);
-4. tensorflow-datasets, which needs TensorFlow and network the first time.
+4. the per-user download cache (`~/.cache/dsplit_jax/<name>/`);
+5. a download of the original files (`download.fetch`, SHA-256 verified) into
+   `$DSPLIT_DATA_DIR/<name>/` or the cache, unless $DSPLIT_DOWNLOAD=0;
+6. tensorflow-datasets, if that download could not reach any host; it needs
+   TensorFlow and network the first time.
 
 A location "claims" a dataset as soon as it holds one of its files; a claimed
 location with a missing or bad file is an error, never a reason to look further,
 so a broken copy is reported instead of silently replaced. Nothing here ever
-makes up data. The offline readers never import TensorFlow or tfds.
+makes up data. The offline readers never import TensorFlow or tfds. A download
+whose hash is wrong is an error too, not a reason to try tfds.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import numpy as np
 
 from dsplit_jax.data import cifar
+from dsplit_jax.data import download
 from dsplit_jax.data import folder
 from dsplit_jax.data import idx
 from dsplit_jax.data.errors import DataError
@@ -45,11 +51,14 @@ _CLASS_NAMES = {
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                 "ship", "truck"],
 }
+# Offline routes. Commands are written so they can be pasted into any shell: an
+# argument a shell could expand (zsh globs [...]) is in double quotes, which sh,
+# zsh, fish, cmd and PowerShell all read the same way.
 _HOW_TO_GET = {
     "mnist": "pass --data_dir (or set DSPLIT_DATA_DIR to a folder with mnist/) holding "
              "the four IDX files",
-    "fashion_mnist": "`apt-get install dataset-fashion-mnist`, or pass --data_dir (or set "
-                     "DSPLIT_DATA_DIR to a folder with fashion_mnist/) holding the four "
+    "fashion_mnist": "run: apt-get install dataset-fashion-mnist; or pass --data_dir (or "
+                     "set DSPLIT_DATA_DIR to a folder with fashion_mnist/) holding the four "
                      "IDX files",
     "cifar10": "pass --data_dir (or set DSPLIT_DATA_DIR to a folder with cifar10/) holding "
                "cifar-10-binary.tar.gz, cifar-10-python.tar.gz or their extracted folder",
@@ -97,6 +106,7 @@ def _candidates(name, data_dir):
   else:
     out.append((f"${ENV_VAR} (unset)", None))
   out += [("debian", d) for d in DEBIAN_DIRS.get(name, ())]
+  out.append(("cache", os.path.join(download.cache_root(), name)))
   return out
 
 
@@ -160,11 +170,22 @@ def load(name, split, data_dir=None, image_size=None):
     looked.append(where if directory is None else f"{where} {directory}")
 
   where = f"{name} not found; looked in: {'; '.join(looked)}"
-  how = (f"To get it: {_HOW_TO_GET[name]}; or, with network, let tensorflow-datasets "
-         "download it")
+  if download.enabled():
+    try:
+      directory = download.fetch(name)
+    except download.DownloadError as e:  # Unreachable hosts; a wrong hash propagates.
+      where += f"; download failed ({e})"
+    else:
+      images, labels = _locate(name, directory)(split)
+      return _resize(images, image_size), labels
+  else:
+    where += f"; download skipped (${download.SWITCH_ENV}=0)"
+  how = (f"To get it with network, run: {download.command(name)} (set "
+         f"{download.MIRROR_ENV} to a base URL serving {name}/<file> to use another host); "
+         f"offline: {_HOW_TO_GET[name]}")
   if not _tensorflow_available():
     raise DataError(f"{where}; tensorflow-datasets skipped: it needs TensorFlow, which is "
-                    f"not installed (`pip install dsplit_jax[tfds]`). {how}.")
+                    f'not installed (run: pip install "dsplit_jax[tfds]"). {how}.')
   try:
     images, labels = _load_tfds(name, split)
   except Exception as e:  # Offline, tfds fails in many ways; all mean "not found".
