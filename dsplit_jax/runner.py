@@ -28,6 +28,7 @@ from dsplit_jax import models
 from dsplit_jax import pipeline
 from dsplit_jax import records
 from dsplit_jax import train
+from dsplit_jax import workdir as workdir_lib
 
 METHODS = ("dsplit", "naive_nn", "nnwds", "ssim", "dsvdd", "ocsvm", "hog_ocsvm", "iforest")
 SPLIT_METHODS = ("dsplit", "nnwds", "ssim")
@@ -177,8 +178,9 @@ def _autoencoders(config, jobs: Jobs, workdir, progress):
   ae_dir = _ae_dir(workdir, config, jobs.pool.shape[1:]) if workdir else None
   paths = [os.path.join(ae_dir, f"c{c}-s{s}.msgpack") if ae_dir else None
            for c, s in zip(jobs.classes, jobs.seeds)]
-  missing = [j for j, p in enumerate(paths) if not (p and os.path.exists(p))]
-  trained = {}
+  trained = {j: _load_autoencoder(template, p, progress) for j, p in enumerate(paths)
+             if p and os.path.exists(p)}
+  missing = [j for j in range(len(paths)) if trained.get(j) is None]
   if missing:
     sub = jobs.subset(missing)
     tag = "-".join(f"c{c}s{s}" for c, s in zip(sub.classes, sub.seeds))
@@ -191,10 +193,26 @@ def _autoencoders(config, jobs: Jobs, workdir, progress):
       trained[j] = jax.tree.map(lambda x: x[k], params)
       if paths[j]:
         _atomic_write(paths[j], flax.serialization.to_bytes(trained[j]))
-  stacked = [trained[j] if j in trained else
-             flax.serialization.from_bytes(template, open(paths[j], "rb").read())
-             for j in range(len(paths))]
-  return jax.tree.map(lambda *xs: np.stack(xs), *stacked)
+  return jax.tree.map(lambda *xs: np.stack(xs), *[trained[j] for j in range(len(paths))])
+
+
+def _load_autoencoder(template, path, progress):
+  """Cached params, or None (that job is trained again) when the file cannot be read;
+  such a file is set aside, not deleted."""
+  try:
+    with open(path, "rb") as f:
+      params = flax.serialization.from_bytes(template, f.read())
+    if jax.tree.structure(params) != jax.tree.structure(template) or any(
+        np.shape(a) != np.shape(b) for a, b in zip(jax.tree.leaves(params),
+                                                   jax.tree.leaves(template))):
+      raise ValueError("parameter shapes differ from this config's autoencoder")
+    return params
+  except Exception as e:  # msgpack raises many types for a truncated or garbled file.
+    aside = workdir_lib.set_aside(path)
+    (progress.printer if progress else print)(
+        f"[autoencoder] cached {path} cannot be read ({type(e).__name__}: "
+        f"{' '.join(str(e).split())[:120]}); set aside as {aside}; training that job again")
+    return None
 
 
 def _writer() -> bool:
@@ -270,8 +288,19 @@ def check_run_dir(run_dir, config):
   path = os.path.join(run_dir, "config.json")
   current = json.loads(json.dumps(dict(hashed_fields(config), method=config.method),
                                   default=list))
+  saved = None
   if os.path.exists(path):
-    saved = json.load(open(path))
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+      if not isinstance(saved, dict):
+        raise ValueError(f"a JSON {type(saved).__name__}, not an object")
+    except ValueError as e:  # Garbled (a torn write, an edit). Its checkpoints are kept:
+      saved = None           # the run-dir name holds the config hash.
+      aside = workdir_lib.set_aside(path)
+      print(f"warning: {path} is not a saved config ({e}); set aside as {aside} and "
+            "written again")
+  if saved is not None:
     if saved != current:
       diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
       raise ConfigError(f"work dir {run_dir} holds a checkpoint of a different config "
