@@ -6,6 +6,7 @@
 """
 
 import sys
+import traceback
 
 from absl import app
 from absl import flags
@@ -29,6 +30,7 @@ _SCORE_DIR = flags.DEFINE_string("score_dir", None, "Folder of new images to sco
 _SCORES_CSV = flags.DEFINE_string("scores_csv", None, "CSV of file name and score; default "
                                   "<workdir>/scores.csv.")
 _OVERRIDE = flags.DEFINE_multi_string("set", [], "Config override, e.g. --set=train.steps=200.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an unexpected error.")
 
 
 def _fail(message: str):
@@ -50,8 +52,19 @@ def main(argv):
         data_dir=_DATA_DIR.value, overrides=_OVERRIDE.value)
   except ValueError as e:
     _fail(str(e))
-  code = cli.run(config, methods, workdir=_WORKDIR.value, score_dir=_SCORE_DIR.value,
-                 scores_csv=_SCORES_CSV.value)
+  try:
+    code = cli.run(config, methods, workdir=_WORKDIR.value, score_dir=_SCORE_DIR.value,
+                   scores_csv=_SCORES_CSV.value)
+  except KeyboardInterrupt as e:  # loop.Interrupted says where; checkpoints are written.
+    print(str(e) or "interrupted; run the same command to resume", file=sys.stderr)
+    sys.exit(130)
+  except Exception as e:  # One line for the user; the traceback only when asked for.
+    if _VERBOSE.value:
+      traceback.print_exc()
+    message = " ".join(str(e).split())
+    print(f"error: {type(e).__name__}: {message} (--verbose shows the traceback)",
+          file=sys.stderr)
+    sys.exit(1)
   sys.exit(code)
 
 
