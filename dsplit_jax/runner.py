@@ -319,6 +319,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
   validate(config)
   progress = progress or loop.Progress()
   jobs = load_jobs(config)
+  data_files = data.describe_files(list(dict.fromkeys(  # which copy of the data it was
+      f for split in ("train", "test")
+      for f in data.source_files(config.dataset, split, config.data_dir or None))))
   if jobs.test_images is None:
     raise ConfigError(f"{config.dataset} in {config.data_dir} has no test split to compute "
                       "an AUC on; use dsplit_jax.OneClassClassifier or --score_dir")
@@ -371,7 +374,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
         dataset=config.dataset, normal_class=c, method=config.method, seed=s,
         rho=float(config.rho), auc=auc, config=config, wall_time_s=wall / len(jobs.classes),
         config_hash=chash, preset=config.preset, program_wall_time_s=wall,
-        program_jobs=len(jobs.classes), **extra)
+        program_jobs=len(jobs.classes), data_files=data_files, **extra)
     if _writer():
       records.append_record(results, rec)
     new.append(rec)

@@ -52,6 +52,9 @@ def _truncate_checkpoint(step_dir):
 def test_corrupt_files_are_set_aside_and_the_rerun_gives_the_same_auc(digits_folder, tmp_path):
   config = _config(digits_folder)
   first = runner.run(config, str(tmp_path), progress=loop.Progress(printer=lambda _: None))
+  assert first[0]["data_files"] == [{  # train and test are read from the same folder
+      "path": str(digits_folder), "files": 48, "bytes": first[0]["data_files"][0]["bytes"],
+      "listing_sha256": first[0]["data_files"][0]["listing_sha256"]}]
   [run_dir] = glob.glob(str(tmp_path / "runs" / "*"))
   [ae_file] = glob.glob(str(tmp_path / "autoencoders" / "*" / "c0-s0.msgpack"))
   [ae_step] = glob.glob(str(tmp_path / "autoencoders" / "*" / "ckpt-*" / "autoencoder" / "20"))
@@ -94,6 +97,31 @@ def test_an_unreadable_checkpoint_starts_the_phase_afresh(tmp_path):
   assert "\n" not in lines[0] and lines[1].endswith("starting the phase afresh")
   names = sorted(os.listdir(tmp_path / "p"))  # a new step 2, and the old one set aside
   assert len(names) == 2 and names[0] == "2" and names[1].startswith("2.corrupt-")
+
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def test_another_dataset_under_the_asked_name_is_refused(tmp_path):
+  if not os.path.isdir(FASHION):
+    pytest.skip(f"{FASHION} absent (apt-get install dataset-fashion-mnist)")
+  with pytest.raises(data.DataError, match=(
+      f"^{FASHION}: the test split has 10000 images \\(1000 per class\\), but mnist's has "
+      "10000 \\(980/1135/")):
+    data.load("mnist", "test", data_dir=FASHION)
+  out = _main("--preset=test", "--dataset=mnist", f"--data_dir={FASHION}",
+              f"--workdir={tmp_path}", env={"DSPLIT_DATA_DIR": ""})
+  [line] = out.stderr.strip().splitlines()
+  assert out.returncode == 2 and line.startswith(f"error: {FASHION}: the train split")
+  assert "another dataset" in line and not (tmp_path / "results.jsonl").exists()
+
+
+def test_a_record_names_the_files_it_came_from(mnist_dir):
+  files = data.describe_files(data.source_files("mnist", "train", str(mnist_dir)))
+  assert [os.path.basename(f["path"]) for f in files] == [
+      "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+  assert files[0]["bytes"] == os.path.getsize(files[0]["path"])
+  assert len(files[0]["sha256"]) == 64 and files[0]["mtime"].endswith("+00:00")
 
 
 def _main(*args, env=None):
