@@ -63,6 +63,8 @@ def check_writable(directory: str, what: str) -> None:
   """Creates and removes a probe file in `directory`, so that a read-only or full disk
   is found before training rather than after it (OSError -> one-line ValueError)."""
   probe = os.path.join(directory, f".write-probe-{os.getpid()}")
+  if os.path.exists(directory) and not os.path.isdir(directory):
+    raise ValueError(f"{what} {directory} is a file, not a folder")
   try:
     os.makedirs(directory, exist_ok=True)
     with open(probe, "wb") as f:

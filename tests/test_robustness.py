@@ -166,3 +166,80 @@ def test_the_lock_is_released_when_its_holder_dies(tmp_path):
     with pytest.raises(BlockingIOError):
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.close(fd)
+
+
+def test_ctrl_c_waits_for_the_checkpoint_and_says_where_to_resume(tmp_path):
+  def chunk(state, start):
+    if start == 2:
+      raise KeyboardInterrupt
+    return {"w": state["w"] + 1}, {"loss": np.ones((1, 1))}
+  with pytest.raises(loop.Interrupted, match=r"^interrupted at p step 2/4; run the same "
+                     "command to resume$"):
+    loop.run_phase("p", {"w": np.zeros(2, np.float32)}, chunk, total_steps=4, chunk_steps=1,
+                   ckpt_dir=str(tmp_path))
+  lines = []
+  out = loop.run_phase("p", {"w": np.zeros(2, np.float32)}, lambda s, t: (
+      {"w": s["w"] + 1}, {"loss": np.ones((1, 1))}), total_steps=4, chunk_steps=1,
+      ckpt_dir=str(tmp_path), progress=loop.Progress(printer=lines.append))
+  assert lines[0] == "[p] resumed at step 2/4"
+  np.testing.assert_array_equal(out["w"], 4)
+
+
+def test_a_non_finite_loss_names_phase_step_and_learning_rate():
+  def chunk(state, start):
+    return state, {"loss": np.array([[1.0], [np.nan if start == 1 else 1.0]])}
+  with pytest.raises(loop.NonFiniteLossError, match=(
+      r"^dsplit: non-finite loss, loss_max_job by step 2/3 with learning rate 0.001; a lower "
+      "learning rate may help$")):
+    loop.run_phase("dsplit", {}, chunk, total_steps=3, chunk_steps=1, ckpt_dir=None,
+                   learning_rate=1e-3)
+
+
+@pytest.fixture
+def main_in_process(monkeypatch, capsys):
+  """Runs dsplit_jax.main.main with `cli.run` replaced; returns (exit code, stderr)."""
+  from absl import flags
+  from dsplit_jax import cli
+  from dsplit_jax import main as main_lib
+
+  def call(fake_run, *argv):
+    monkeypatch.setattr(cli, "run", fake_run)
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["main", "--preset=test", *argv])
+    with pytest.raises(SystemExit) as e:
+      main_lib.main(["main"])
+    flags.FLAGS.unparse_flags()
+    return e.value.code, capsys.readouterr().err
+  return call
+
+
+def test_an_unexpected_error_is_one_line_and_verbose_shows_the_traceback(main_in_process):
+  def broken(*a, **k):
+    raise RuntimeError("disk on fire\nsecond line")
+  code, err = main_in_process(broken)
+  assert code == 1 and err.splitlines() == [
+      "error: RuntimeError: disk on fire second line (--verbose shows the traceback)"]
+  code, err = main_in_process(broken, "--verbose")
+  assert code == 1 and "Traceback (most recent call last)" in err and "def broken" not in err
+  assert err.splitlines()[-1].startswith("error: RuntimeError: disk on fire")
+
+
+def test_ctrl_c_exits_130_with_one_line(main_in_process):
+  def interrupted(*a, **k):
+    raise loop.Interrupted("interrupted at dsplit step 250/750; run the same command to resume")
+  assert main_in_process(interrupted) == (
+      130, "interrupted at dsplit step 250/750; run the same command to resume\n")
+
+
+def test_unwritable_workdir_and_scores_csv_are_found_before_training(tmp_path, capsys):
+  from dsplit_jax import cli
+  (tmp_path / "file").write_text("not a folder")
+  config = configs.get_preset("test")
+  assert cli.run(config, ["dsplit"], workdir=str(tmp_path / "file" / "w")) == 2
+  assert capsys.readouterr().err == (
+      f"error: --workdir {tmp_path / 'file' / 'w'} is not writable (Not a directory)\n")
+  assert cli.run(config, ["dsplit"], workdir=str(tmp_path / "w"), score_dir=str(tmp_path),
+                 scores_csv=str(tmp_path / "file" / "s.csv")) == 2
+  assert capsys.readouterr().err == (
+      f"error: --scores_csv folder {tmp_path / 'file'} is a file, not a folder\n")
+  assert os.listdir(tmp_path / "w") == []  # the probe file is gone
