@@ -126,7 +126,7 @@ def _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress) -> i
   clf = api.OneClassClassifier(config=config, method=config.method, rho=config.rho,
                                seed=config.seeds[0])
   clf.fit(normal, workdir=workdir, progress=progress)
-  clf.save(os.path.join(workdir, "detector"))
+  clf.save(os.path.join(workdir, "detector"), overwrite=True)  # this command's own output
   scores = clf.score(new_images)
   out = scores_csv or os.path.join(workdir, "scores.csv")
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
