@@ -239,18 +239,28 @@ def fit(config, method: str, jobs: Jobs, *, workdir: str | None = None,
     fitted["ae_params"] = _autoencoders(config, jobs, workdir, progress)
     fitted["ssim_train"] = pipeline.ssim_of(config, fitted["ae_params"], jobs.pool,
                                             jobs.train_idx)
-    if progress:
-      progress.printer(f"[split] rho={config.rho}%: "
-                       f"{int(round(config.rho / 100 * jobs.train_count[0]))} of "
-                       f"{jobs.train_count[0]} images atypical (first job)")
   if method in train.CLASSIFIER_METHODS:
     splits = (pipeline.split(config, fitted["ssim_train"], jobs.train_idx, jobs.train_count)
               if method != "naive_nn" else None)
+    if splits is not None and progress:
+      progress.printer(split_line(config.rho, int(splits.atypical_count[0]),
+                                  int(jobs.train_count[0])))
     fitted["params"] = pipeline.fit_classifiers(
         config, method, jobs.pool, jobs.train_idx, jobs.train_count, splits, jobs.keys,
         ckpt_dir=run_dir, progress=progress,
         names=[f"c{c}s{s}" for c, s in zip(jobs.classes, jobs.seeds)])
   return fitted
+
+
+def split_line(rho: float, used: int, count: int) -> str:
+  """The split size actually used (`train.split_by_ssim` keeps it within [2, count - 2]),
+  with a note when that differs from rho% of the images."""
+  line = f"[split] rho={rho:g}%: {used} of {count} images atypical (first job)"
+  asked = rho / 100 * count
+  if used != int(np.floor(asked + 0.5)):
+    line += (f"; rho asks for {asked:.3g}, kept within [2, {max(count - 2, 2)}] so that both "
+             "pair losses have pairs")
+  return line
 
 
 def score(config, method: str, fitted: dict, images: np.ndarray) -> np.ndarray:
