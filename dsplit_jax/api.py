@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 
 import flax.serialization
 import jax
@@ -140,38 +142,79 @@ class OneClassClassifier:
                          "to get threshold_")
     return self.threshold_
 
-  def save(self, path: str) -> None:
+  def save(self, path: str, *, overwrite: bool = False) -> None:
+    """Writes `detector.json` and `params.msgpack` into a new folder `path`.
+
+    They are written to a temporary folder beside it, then renamed into place, so a
+    crash never leaves half a detector; a non-empty `path` is only replaced with
+    `overwrite=True`.
+    """
     if self._fitted is None:
       raise RuntimeError("nothing to save: call fit() first")
-    os.makedirs(path, exist_ok=True)
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not (os.path.isdir(path) and not os.listdir(path)) \
+        and not overwrite:
+      raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True to "
+                            "replace it")
     meta = {"config": json.loads(self.config.to_json_best_effort()),
             "image_shape": list(self.image_shape), "contamination": self.contamination,
             "threshold": self.threshold_}
-    with open(os.path.join(path, "detector.json"), "w") as f:
-      json.dump(meta, f, indent=2)
-    if self.decision_scores_ is not None:
-      np.save(os.path.join(path, "decision_scores.npy"), self.decision_scores_)
-    with open(os.path.join(path, "params.msgpack"), "wb") as f:
-      f.write(flax.serialization.to_bytes(self._fitted))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
+    try:
+      with open(os.path.join(tmp, "detector.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+      if self.decision_scores_ is not None:
+        np.save(os.path.join(tmp, "decision_scores.npy"), self.decision_scores_)
+      with open(os.path.join(tmp, "params.msgpack"), "wb") as f:
+        f.write(flax.serialization.to_bytes(self._fitted))
+      old = None
+      if os.path.lexists(path):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=os.path.dirname(path))
+        os.replace(path, os.path.join(old, "detector"))
+      os.replace(tmp, path)
+      if old:
+        shutil.rmtree(old)
+    finally:
+      if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
 
   @classmethod
   def load(cls, path: str) -> "OneClassClassifier":
+    """A saved detector; any unreadable or inconsistent file is a ValueError naming it."""
     meta_path = os.path.join(path, "detector.json")
-    if not os.path.exists(meta_path):
-      raise FileNotFoundError(f"{meta_path}: no saved detector here")
-    meta = json.load(open(meta_path))
-    config = ml_collections.ConfigDict(meta["config"])
-    config = _tuples(config)
-    clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0],
-              contamination=meta.get("contamination", 0.1))
-    clf.image_shape = tuple(meta["image_shape"])
+    params_path = os.path.join(path, "params.msgpack")
+    for p in (meta_path, params_path):
+      if not os.path.exists(p):
+        raise FileNotFoundError(f"{p}: no saved detector here")
+    try:
+      with open(meta_path) as f:
+        meta = json.load(f)
+      config = _tuples(ml_collections.ConfigDict(meta["config"]))
+      image_shape = tuple(int(n) for n in meta["image_shape"])
+      clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0],
+                contamination=meta.get("contamination", 0.1))
+      runner.validate_training(clf.config)
+      template = _template(config, image_shape)
+    except Exception as e:  # JSON, a missing key, a bad field: all mean "edited or torn".
+      raise ValueError(f"{meta_path}: not a detector's description ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())[:200]})") from None
+    try:
+      with open(params_path, "rb") as f:
+        fitted = flax.serialization.from_bytes(template, f.read())
+    except Exception as e:  # msgpack raises many types for a truncated file.
+      raise ValueError(f"{params_path}: cannot be read ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())[:200]})") from None
+    for (key, want), got in zip(jax.tree_util.tree_leaves_with_path(template),
+                                jax.tree.leaves(fitted)):
+      if np.shape(got) != np.shape(want):
+        raise ValueError(f"{params_path}: {jax.tree_util.keystr(key)} has shape "
+                         f"{np.shape(got)}, but {meta_path} describes {np.shape(want)}")
+    clf.image_shape, clf._fitted = image_shape, fitted
     scores_path = os.path.join(path, "decision_scores.npy")
     if os.path.exists(scores_path):  # Detectors saved before thresholds have none.
       clf.decision_scores_ = np.load(scores_path)
       clf.threshold_ = meta["threshold"]
-    template = _template(config, clf.image_shape)
-    with open(os.path.join(path, "params.msgpack"), "rb") as f:
-      clf._fitted = flax.serialization.from_bytes(template, f.read())
     return clf
 
 

@@ -15,6 +15,7 @@ from dsplit_jax import configs
 from dsplit_jax import data
 from dsplit_jax import loop
 from dsplit_jax import runner
+from dsplit_jax import workdir as workdir_lib
 
 
 def _parse_list(text: str, what: str) -> list:
@@ -90,20 +91,25 @@ def _override(config, item: str):
 
 
 def run(config, methods, *, workdir: str, score_dir=None, scores_csv=None) -> int:
-  """Runs every method; returns the process exit code."""
+  """Runs every method, holding the work dir's lock; returns the process exit code."""
   progress = loop.Progress()
   try:
+    workdir_lib.check_writable(workdir, "--workdir")
     if score_dir:
-      return _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress)
-    for m in methods:
-      config.method = m
-      recs = runner.run(config, workdir, progress=progress)
-      for r in sorted(recs, key=lambda r: (r["normal_class"], r["seed"])):
-        print(f"AUC {r['dataset']} class {r['normal_class']} {r['method']} seed {r['seed']} "
-              f"rho {r['rho']:g}: {100 * r['auc']:.2f}")
+      out = scores_csv or os.path.join(workdir, "scores.csv")
+      workdir_lib.check_writable(os.path.dirname(os.path.abspath(out)), "--scores_csv folder")
+    with workdir_lib.lock(workdir):
+      if score_dir:
+        return _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress)
+      for m in methods:
+        config.method = m
+        recs = runner.run(config, workdir, progress=progress)
+        for r in sorted(recs, key=lambda r: (r["normal_class"], r["seed"])):
+          print(f"AUC {r['dataset']} class {r['normal_class']} {r['method']} seed {r['seed']} "
+                f"rho {r['rho']:g}: {100 * r['auc']:.2f}")
     print(f"records: {os.path.join(workdir, 'results.jsonl')}")
     return 0
-  except (runner.ConfigError, data.DataError, ValueError) as e:
+  except (runner.ConfigError, data.DataError, ValueError, workdir_lib.WorkdirBusy) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
 
@@ -120,7 +126,7 @@ def _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress) -> i
   clf = api.OneClassClassifier(config=config, method=config.method, rho=config.rho,
                                seed=config.seeds[0])
   clf.fit(normal, workdir=workdir, progress=progress)
-  clf.save(os.path.join(workdir, "detector"))
+  clf.save(os.path.join(workdir, "detector"), overwrite=True)  # this command's own output
   scores = clf.score(new_images)
   out = scores_csv or os.path.join(workdir, "scores.csv")
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

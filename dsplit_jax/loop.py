@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any, Callable
 
@@ -17,9 +18,15 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from dsplit_jax import workdir as workdir_lib
+
 
 class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or infinite; training stops rather than wasting the budget."""
+
+
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C during a phase, raised once its checkpoints are written; says where."""
 
 
 class Progress:
@@ -112,14 +119,16 @@ def final_losses(run_dir: str, phase: str, job: str) -> dict[str, float]:
 
 def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, dict]],
               *, total_steps: int, chunk_steps: int, ckpt_dir: str | None,
-              progress: Progress | None = None, curve_jobs=None) -> Any:
+              progress: Progress | None = None, curve_jobs=None,
+              learning_rate: float | None = None) -> Any:
   """Runs `total_steps` steps as chunks of `chunk_steps`, resuming from `ckpt_dir`.
 
   `chunk_fn(state, start_step) -> (state, metrics)` runs `chunk_steps` steps from
   `start_step`; its metrics are [jobs, steps] arrays (see `_summary`). `total_steps`
   must be a multiple of `chunk_steps` so that a resumed run takes exactly the same steps.
   With `curve_jobs` (a name per job) and a `ckpt_dir`, every job's losses are appended
-  to `ckpt_dir/loss_curves.jsonl` (`read_curves`).
+  to `ckpt_dir/loss_curves.jsonl` (`read_curves`). `learning_rate` is only named in
+  the error when a loss becomes non-finite.
   """
   if total_steps % chunk_steps:
     raise ValueError(f"{name}: total_steps={total_steps} is not a multiple of "
@@ -128,7 +137,14 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
   try:
     curves = (os.path.join(ckpt_dir, CURVES_FILE), curve_jobs) if ckpt_dir and curve_jobs else None
     return _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress,
-                       curves)
+                       curves, learning_rate)
+  except KeyboardInterrupt:
+    done = 0
+    if manager is not None:
+      manager.wait_until_finished()  # The resume point is the last finished save.
+      done = manager.latest_step() or 0
+    raise Interrupted(f"interrupted at {name} step {done}/{total_steps}; run the same "
+                      "command to resume") from None
   finally:
     # Also when interrupted (an exception, Ctrl-C): orbax saves in the background, and
     # a save still in flight would otherwise be lost and the resume start earlier.
@@ -137,15 +153,40 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
       manager.close()
 
 
-def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress, curves):
+def _say(progress, line):
+  (progress.printer if progress is not None else print)(line)
+
+
+def _restore(name, manager, state, progress):
+  """(step, state) of the newest checkpoint that can be read, else (0, state).
+
+  A step that cannot be restored (a truncated file, a full disk during the save) is
+  set aside as `<step>.corrupt-<time>`, named in one line, and the step before it is
+  tried; with none left the phase starts afresh.
+  """
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      return step, manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # orbax and tensorstore raise many types for a bad file.
+      path = os.path.join(os.fspath(manager.directory), str(step))
+      aside = workdir_lib.set_aside(path)
+      manager.reload()
+      files = re.findall(r'local file "([^"]+)"', str(e))  # tensorstore names the bad file
+      detail = f"cannot read {files[-1]}" if files else " ".join(str(e).split())[:160]
+      _say(progress, f"[{name}] checkpoint {path} cannot be restored ({type(e).__name__}: "
+                     f"{detail}); set aside as {aside}")
+  return 0, state
+
+
+def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress, curves,
+                learning_rate):
   step = 0
   if manager is not None and manager.latest_step() is not None:
-    step = manager.latest_step()
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    step, state = _restore(name, manager, state, progress)
     logging.info("%s: resumed from step %d", name, step)
-    if progress is not None:
-      progress.printer(f"[{name}] resumed at step {step}/{total_steps}")
+    _say(progress, f"[{name}] resumed at step {step}/{total_steps}" if step else
+         f"[{name}] no checkpoint could be restored; starting the phase afresh")
   if progress is not None:
     progress.restart_clock(name, step)
   while step < total_steps:
@@ -156,7 +197,9 @@ def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progre
     step += chunk_steps
     bad = [k for k, v in metrics.items() if not np.isfinite(v)]
     if bad:
-      raise NonFiniteLossError(f"{name}: non-finite {', '.join(bad)} at step {step}")
+      lr = "" if learning_rate is None else f" with learning rate {learning_rate:g}"
+      raise NonFiniteLossError(f"{name}: non-finite {', '.join(bad)} by step {step}/"
+                               f"{total_steps}{lr}; a lower learning rate may help")
     if manager is not None:
       manager.save(step, args=ocp.args.StandardSave(state))
     if progress is not None:

@@ -10,6 +10,7 @@ Missing datasets are downloaded on first use (python -m dsplit_jax.data.download
 """
 
 import sys
+import traceback
 
 from absl import app
 from absl import flags
@@ -38,6 +39,7 @@ _OVERRIDE = flags.DEFINE_multi_string("set", [], "Config override, e.g. --set=tr
                                        "(--print_config lists every field).")
 _PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print the resolved config (preset, "
                                   "flags and --set applied) and exit without running.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an unexpected error.")
 
 
 def _fail(message: str):
@@ -62,8 +64,19 @@ def main(argv):
   if _PRINT_CONFIG.value:
     print(f"# methods: {', '.join(methods)}\n{config}", end="")
     sys.exit(0)
-  code = cli.run(config, methods, workdir=_WORKDIR.value, score_dir=_SCORE_DIR.value,
-                 scores_csv=_SCORES_CSV.value)
+  try:
+    code = cli.run(config, methods, workdir=_WORKDIR.value, score_dir=_SCORE_DIR.value,
+                   scores_csv=_SCORES_CSV.value)
+  except KeyboardInterrupt as e:  # loop.Interrupted says where; checkpoints are written.
+    print(str(e) or "interrupted; run the same command to resume", file=sys.stderr)
+    sys.exit(130)
+  except Exception as e:  # One line for the user; the traceback only when asked for.
+    if _VERBOSE.value:
+      traceback.print_exc()
+    message = " ".join(str(e).split())
+    print(f"error: {type(e).__name__}: {message} (--verbose shows the traceback)",
+          file=sys.stderr)
+    sys.exit(1)
   sys.exit(code)
 
 

@@ -213,7 +213,7 @@ def _fit_autoencoders(config, pool, train_idx, train_count, keys, attempt, ckpt_
       "autoencoder", state,
       lambda s, start: fns["ae_chunk"](s, start, step_keys, idx, count, pool),
       total_steps=config.ae.steps, chunk_steps=config.ae.chunk_steps, ckpt_dir=ckpt_dir,
-      progress=progress)
+      progress=progress, learning_rate=config.ae.learning_rate)
   return _unpad(state.params, num_jobs)
 
 
@@ -268,7 +268,8 @@ def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_
       method, state,
       lambda s, start: fns["clf_chunk"](s, start, step_keys, splits, idx, count, pool),
       total_steps=config.train.steps, chunk_steps=config.train.chunk_steps,
-      ckpt_dir=ckpt_dir, progress=progress, curve_jobs=names)
+      ckpt_dir=ckpt_dir, progress=progress, curve_jobs=names,
+      learning_rate=config.train.learning_rate)
   return _unpad(state.params, num_jobs)
 
 

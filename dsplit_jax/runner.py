@@ -28,6 +28,7 @@ from dsplit_jax import models
 from dsplit_jax import pipeline
 from dsplit_jax import records
 from dsplit_jax import train
+from dsplit_jax import workdir as workdir_lib
 
 METHODS = ("dsplit", "naive_nn", "nnwds", "ssim", "dsvdd", "ocsvm", "hog_ocsvm", "iforest")
 SPLIT_METHODS = ("dsplit", "nnwds", "ssim")
@@ -191,8 +192,9 @@ def _autoencoders(config, jobs: Jobs, workdir, progress):
   ae_dir = _ae_dir(workdir, config, jobs.pool.shape[1:]) if workdir else None
   paths = [os.path.join(ae_dir, f"c{c}-s{s}.msgpack") if ae_dir else None
            for c, s in zip(jobs.classes, jobs.seeds)]
-  missing = [j for j, p in enumerate(paths) if not (p and os.path.exists(p))]
-  trained = {}
+  trained = {j: _load_autoencoder(template, p, progress) for j, p in enumerate(paths)
+             if p and os.path.exists(p)}
+  missing = [j for j in range(len(paths)) if trained.get(j) is None]
   if missing:
     sub = jobs.subset(missing)
     tag = "-".join(f"c{c}s{s}" for c, s in zip(sub.classes, sub.seeds))
@@ -205,10 +207,26 @@ def _autoencoders(config, jobs: Jobs, workdir, progress):
       trained[j] = jax.tree.map(lambda x: x[k], params)
       if paths[j]:
         _atomic_write(paths[j], flax.serialization.to_bytes(trained[j]))
-  stacked = [trained[j] if j in trained else
-             flax.serialization.from_bytes(template, open(paths[j], "rb").read())
-             for j in range(len(paths))]
-  return jax.tree.map(lambda *xs: np.stack(xs), *stacked)
+  return jax.tree.map(lambda *xs: np.stack(xs), *[trained[j] for j in range(len(paths))])
+
+
+def _load_autoencoder(template, path, progress):
+  """Cached params, or None (that job is trained again) when the file cannot be read;
+  such a file is set aside, not deleted."""
+  try:
+    with open(path, "rb") as f:
+      params = flax.serialization.from_bytes(template, f.read())
+    if jax.tree.structure(params) != jax.tree.structure(template) or any(
+        np.shape(a) != np.shape(b) for a, b in zip(jax.tree.leaves(params),
+                                                   jax.tree.leaves(template))):
+      raise ValueError("parameter shapes differ from this config's autoencoder")
+    return params
+  except Exception as e:  # msgpack raises many types for a truncated or garbled file.
+    aside = workdir_lib.set_aside(path)
+    (progress.printer if progress else print)(
+        f"[autoencoder] cached {path} cannot be read ({type(e).__name__}: "
+        f"{' '.join(str(e).split())[:120]}); set aside as {aside}; training that job again")
+    return None
 
 
 def _writer() -> bool:
@@ -235,18 +253,28 @@ def fit(config, method: str, jobs: Jobs, *, workdir: str | None = None,
     fitted["ae_params"] = _autoencoders(config, jobs, workdir, progress)
     fitted["ssim_train"] = pipeline.ssim_of(config, fitted["ae_params"], jobs.pool,
                                             jobs.train_idx)
-    if progress:
-      progress.printer(f"[split] rho={config.rho}%: "
-                       f"{int(round(config.rho / 100 * jobs.train_count[0]))} of "
-                       f"{jobs.train_count[0]} images atypical (first job)")
   if method in train.CLASSIFIER_METHODS:
     splits = (pipeline.split(config, fitted["ssim_train"], jobs.train_idx, jobs.train_count)
               if method != "naive_nn" else None)
+    if splits is not None and progress:
+      progress.printer(split_line(config.rho, int(splits.atypical_count[0]),
+                                  int(jobs.train_count[0])))
     fitted["params"] = pipeline.fit_classifiers(
         config, method, jobs.pool, jobs.train_idx, jobs.train_count, splits, jobs.keys,
         ckpt_dir=run_dir, progress=progress,
         names=[f"c{c}s{s}" for c, s in zip(jobs.classes, jobs.seeds)])
   return fitted
+
+
+def split_line(rho: float, used: int, count: int) -> str:
+  """The split size actually used (`train.split_by_ssim` keeps it within [2, count - 2]),
+  with a note when that differs from rho% of the images."""
+  line = f"[split] rho={rho:g}%: {used} of {count} images atypical (first job)"
+  asked = rho / 100 * count
+  if used != int(np.floor(asked + 0.5)):
+    line += (f"; rho asks for {asked:.3g}, kept within [2, {max(count - 2, 2)}] so that both "
+             "pair losses have pairs")
+  return line
 
 
 def score(config, method: str, fitted: dict, images: np.ndarray) -> np.ndarray:
@@ -284,8 +312,19 @@ def check_run_dir(run_dir, config):
   path = os.path.join(run_dir, "config.json")
   current = json.loads(json.dumps(dict(hashed_fields(config), method=config.method),
                                   default=list))
+  saved = None
   if os.path.exists(path):
-    saved = json.load(open(path))
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+      if not isinstance(saved, dict):
+        raise ValueError(f"a JSON {type(saved).__name__}, not an object")
+    except ValueError as e:  # Garbled (a torn write, an edit). Its checkpoints are kept:
+      saved = None           # the run-dir name holds the config hash.
+      aside = workdir_lib.set_aside(path)
+      print(f"warning: {path} is not a saved config ({e}); set aside as {aside} and "
+            "written again")
+  if saved is not None:
     if saved != current:
       diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
       raise ConfigError(f"work dir {run_dir} holds a checkpoint of a different config "
@@ -304,6 +343,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
   validate(config)
   progress = progress or loop.Progress()
   jobs = load_jobs(config)
+  data_files = data.describe_files(list(dict.fromkeys(  # which copy of the data it was
+      f for split in ("train", "test")
+      for f in data.source_files(config.dataset, split, config.data_dir or None))))
   if jobs.test_images is None:
     raise ConfigError(f"{config.dataset} in {config.data_dir} has no test split to compute "
                       "an AUC on; use dsplit_jax.OneClassClassifier or --score_dir")
@@ -356,7 +398,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
         dataset=config.dataset, normal_class=c, method=config.method, seed=s,
         rho=float(config.rho), auc=auc, config=config, wall_time_s=wall / len(jobs.classes),
         config_hash=chash, preset=config.preset, program_wall_time_s=wall,
-        program_jobs=len(jobs.classes), **extra)
+        program_jobs=len(jobs.classes), data_files=data_files, **extra)
     if _writer():
       records.append_record(results, rec)
     new.append(rec)

@@ -154,3 +154,51 @@ def test_threshold_and_probability_functions():
   np.testing.assert_allclose(p[:, 0], 1 - p[:, 1])
   # All training scores equal: above them is abnormal, at or below normal.
   np.testing.assert_allclose(api.abnormal_probability([1.0, 2.0], np.ones(3))[:, 1], [0, 1])
+def _unfitted_detector():
+  """A detector holding freshly initialised parameters: save/load need no training."""
+  from dsplit_jax import api
+  clf = dsplit_jax.OneClassClassifier(config=configs.get_preset("test"), method="nnwds")
+  clf.image_shape = (28, 28, 1)
+  clf._fitted = api._template(clf.config, clf.image_shape)
+  return clf
+
+
+def test_save_refuses_a_non_empty_target_and_leaves_no_temporary_folder(tmp_path):
+  import jax
+  clf = _unfitted_detector()
+  (tmp_path / "det").mkdir()
+  clf.save(str(tmp_path / "det"))  # an empty folder is fine
+  with pytest.raises(FileExistsError, match=f"{tmp_path / 'det'} exists and is not empty"):
+    clf.save(str(tmp_path / "det"))
+  (tmp_path / "det" / "params.msgpack").write_bytes(b"old")
+  clf.save(str(tmp_path / "det"), overwrite=True)
+  assert sorted(os.listdir(tmp_path)) == ["det"]
+  assert sorted(os.listdir(tmp_path / "det")) == ["detector.json", "params.msgpack"]
+  loaded = dsplit_jax.OneClassClassifier.load(str(tmp_path / "det"))
+  for a, b in zip(jax.tree.leaves(loaded._fitted), jax.tree.leaves(clf._fitted)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_load_names_the_damaged_file(tmp_path):
+  import json
+  _unfitted_detector().save(str(tmp_path / "det"))
+  meta, params = tmp_path / "det" / "detector.json", tmp_path / "det" / "params.msgpack"
+  good_meta, good_params = meta.read_text(), params.read_bytes()
+
+  def load_error():
+    with pytest.raises(ValueError) as e:
+      dsplit_jax.OneClassClassifier.load(str(tmp_path / "det"))
+    assert "\n" not in str(e.value)
+    return str(e.value)
+  params.write_bytes(good_params[:10])
+  assert load_error().startswith(f"{params}: cannot be read")
+  params.write_bytes(good_params)
+  edited = json.loads(good_meta)
+  edited["config"]["model"]["dense_features"] = [32, 16]
+  meta.write_text(json.dumps(edited))
+  message = load_error()
+  assert message.startswith(f"{params}: ") and f"but {meta} describes" in message
+  meta.write_text(good_meta[:50])
+  assert load_error().startswith(f"{meta}: not a detector's description (JSONDecodeError")
+  meta.write_text(good_meta.replace('"image_shape"', '"shape"'))
+  assert load_error().startswith(f"{meta}: not a detector's description (KeyError")

@@ -24,10 +24,12 @@ DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch, tmp_path_factory):
-  """Tests see no real datasets unless they ask, and never download or reach tfds."""
+  """Tests see no real datasets unless they ask, and never download or reach tfds; the
+  tiny files written here are not held to the benchmarks' class counts."""
   monkeypatch.delenv("DSPLIT_DATA_DIR", raising=False)
   monkeypatch.setenv("DSPLIT_DOWNLOAD", "0")
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+  monkeypatch.setattr(sources, "CLASS_COUNTS", {})
   monkeypatch.setattr(sources, "DEBIAN_DIRS", {})
   monkeypatch.setattr(sources, "_tensorflow_available", lambda: False)
 
@@ -167,7 +169,7 @@ def test_idx_missing_file_in_claimed_folder(tmp_path, monkeypatch):
 
 def test_offline_path_never_imports_tensorflow(tmp_path):
   write_mnist(tmp_path)
-  code = ("import sys; from dsplit_jax import data; "
+  code = ("import sys; from dsplit_jax import data; data.sources.CLASS_COUNTS = {}; "
           f"data.load('mnist', 'train', data_dir={str(tmp_path)!r}); "
           "data.one_class_task('mnist', 0, data_dir=" + repr(str(tmp_path)) + "); "
           "bad = [m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules]; "
@@ -178,14 +180,51 @@ def test_offline_path_never_imports_tensorflow(tmp_path):
 # --- not found ---------------------------------------------------------------
 
 
-def test_not_found_lists_places_and_how_to_get_it(tmp_path):
+def test_not_found_lists_places_and_how_to_get_it():
   message = raises_data_error(
-      lambda: data.load("fashion_mnist", "train", data_dir=tmp_path),
-      "looked in", tmp_path / "fashion_mnist", "$DSPLIT_DATA_DIR",
-      "apt-get install dataset-fashion-mnist", 'pip install "dsplit_jax[tfds]"',
-      "python -m dsplit_jax.data.download fashion_mnist", "--data_dir",
-      "download skipped")
+      lambda: data.load("fashion_mnist", "train"),
+      "looked in", "$DSPLIT_DATA_DIR", "apt-get install dataset-fashion-mnist",
+      'pip install "dsplit_jax[tfds]"', "python -m dsplit_jax.data.download fashion_mnist",
+      "--data_dir", "download skipped")
   assert "TensorFlow" in message
+
+
+def test_an_explicit_data_dir_is_never_replaced(tmp_path, monkeypatch):
+  write_mnist(tmp_path / "good" / "mnist")
+  monkeypatch.setenv("DSPLIT_DATA_DIR", str(tmp_path / "good"))
+  monkeypatch.setattr(sources, "_tensorflow_available", lambda: True)
+  raises_data_error(lambda: data.load("mnist", "train", data_dir=tmp_path / "nope"),
+                    f"data_dir {tmp_path / 'nope'} does not exist")
+  (tmp_path / "empty").mkdir()
+  raises_data_error(lambda: data.load("mnist", "train", data_dir=tmp_path / "empty"),
+                    f"data_dir {tmp_path / 'empty'} holds no mnist files",
+                    tmp_path / "empty" / "mnist", "never replaced by $DSPLIT_DATA_DIR")
+  assert data.load("mnist", "train")[0].shape == (12, 28, 28, 1)  # the env copy is fine
+
+
+def test_class_counts_must_be_the_benchmarks(tmp_path, monkeypatch):
+  write_mnist(tmp_path, n_train=20)  # labels 0..9 twice
+  monkeypatch.setattr(sources, "CLASS_COUNTS", {("mnist", "train"): (2,) * 10})
+  assert data.load("mnist", "train", data_dir=tmp_path)[0].shape == (20, 28, 28, 1)
+  monkeypatch.setattr(sources, "CLASS_COUNTS", {("mnist", "train"): (3,) * 9 + (2,)})
+  raises_data_error(lambda: data.load("mnist", "train", data_dir=tmp_path), tmp_path,
+                    "has 20 images (2 per class)", "mnist's has 29 (3/3/3/3/3/3/3/3/3/2)",
+                    "another dataset")
+
+
+def test_source_files_name_what_was_read(tmp_path):
+  import hashlib
+  write_mnist(tmp_path / "mnist", gz=False)
+  files = data.source_files("mnist", "test", tmp_path)
+  assert files == [str(tmp_path / "mnist" / "t10k-images-idx3-ubyte"),
+                   str(tmp_path / "mnist" / "t10k-labels-idx1-ubyte")]
+  [images, _] = data.describe_files(files)
+  raw = (tmp_path / "mnist" / "t10k-images-idx3-ubyte").read_bytes()
+  assert images["sha256"] == hashlib.sha256(raw).hexdigest() and images["bytes"] == len(raw)
+  save_png(tmp_path / "f" / "train" / "a" / "0.png")
+  save_png(tmp_path / "f" / "test" / "a" / "0.png")
+  [folder] = data.describe_files(data.source_files("folder", "train", tmp_path / "f"))
+  assert folder["path"] == str(tmp_path / "f") and folder["files"] == 2
 
 
 def test_not_found_names_env_folder(tmp_path, monkeypatch):

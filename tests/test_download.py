@@ -82,7 +82,10 @@ def idx_bytes(array):
 
 @pytest.fixture
 def tiny_mnist(tmp_path, monkeypatch):
-  """Served folder with mnist/<4 gzipped IDX files> and FILES pointing at their hashes."""
+  """Served folder with mnist/<4 gzipped IDX files> and FILES pointing at their hashes.
+
+  Tiny files are not held to the benchmark's images per class (sources.CLASS_COUNTS)."""
+  monkeypatch.setattr(sources, "CLASS_COUNTS", {})
   rng = np.random.default_rng(0)
   served = tmp_path / "served"
   (served / "mnist").mkdir(parents=True)
@@ -212,6 +215,7 @@ def tiny_cifar_archive(path, per_batch=3):
 
 @pytest.mark.parametrize("good", [True, False])
 def test_cifar_archive(tmp_path, cache, monkeypatch, good):
+  monkeypatch.setattr(sources, "CLASS_COUNTS", {})  # a tiny archive, not the benchmark's
   (tmp_path / "served" / "cifar10").mkdir(parents=True)
   digest = tiny_cifar_archive(tmp_path / "served" / "cifar10" / "cifar-10-binary.tar.gz")
   expected = digest if good else "0" * 64

@@ -59,3 +59,17 @@ def test_new_fields_at_their_old_behaviour_keep_old_hashes():
   config.ae.output_bias = "mean_logit"
   assert runner.config_hash(config) != runner.config_hash(legacy)
   assert runner._ae_dir("w", config, (28, 28, 1)) != runner._ae_dir("w", legacy, (28, 28, 1))
+def test_the_printed_split_size_is_the_one_used():
+  from dsplit_jax import pipeline
+  config = configs.get_preset("test")
+  idx = np.arange(40, dtype=np.int32)[None]
+  ssim = np.linspace(0, 1, 40, dtype=np.float32)[None]
+  for rho, used, note in ((10.0, 4, False), (0.001, 2, True), (99.0, 38, True)):
+    config.rho = rho
+    split = pipeline.split(config, ssim, idx, np.array([40], np.int32))
+    assert int(split.atypical_count[0]) == used
+    line = runner.split_line(rho, used, 40)
+    assert line.startswith(f"[split] rho={rho:g}%: {used} of 40 images atypical (first job)")
+    assert ("kept within [2, 38] so that both pair losses have pairs" in line) == note
+  assert runner.split_line(0.001, 2, 5923).endswith("rho asks for 0.0592, kept within "
+                                                    "[2, 5921] so that both pair losses have pairs")

@@ -12,17 +12,21 @@ from dsplit_jax.data.one_class import OneClassTask
 from dsplit_jax.data.one_class import one_class_task
 from dsplit_jax.data.sources import DATASETS
 from dsplit_jax.data.sources import class_names
+from dsplit_jax.data.sources import describe_files
 from dsplit_jax.data.sources import load
 from dsplit_jax.data.sources import num_classes
+from dsplit_jax.data.sources import source_files
 
 __all__ = [
     "DATASETS",
     "DataError",
     "OneClassTask",
     "class_names",
+    "describe_files",
     "load",
     "load_image_files",
     "num_classes",
     "one_class_task",
     "preprocessing",
+    "source_files",
 ]

@@ -1,6 +1,7 @@
 """Where each dataset is looked for, in order, and loading from the first hit.
 
-1. the `data_dir` argument (the files themselves, or a parent holding `<name>/`);
+1. the `data_dir` argument (the files themselves, or a parent holding `<name>/`); when
+   given, it is the only place looked at;
 2. `$DSPLIT_DATA_DIR/<name>/`;
 3. Debian's install location (`apt-get install dataset-fashion-mnist`);
 4. the per-user download cache (`~/.cache/dsplit_jax/<name>/`);
@@ -18,6 +19,8 @@ whose hash is wrong is an error too, not a reason to try tfds.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import importlib.util
 import os
 
@@ -43,6 +46,16 @@ DEBIAN_DIRS = {
     "fashion_mnist": ("/usr/share/datasets/fashion-mnist",),
 }
 TFDS_NAMES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10"}
+# Images per class of each split. A copy that differs is another dataset or a damaged
+# one (Fashion-MNIST's files have MNIST's names, sizes and format): refused, because a
+# record would claim a result on a benchmark that was never read.
+_MNIST_TRAIN = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+_MNIST_TEST = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+CLASS_COUNTS = {
+    ("mnist", "train"): _MNIST_TRAIN, ("mnist", "test"): _MNIST_TEST,
+    ("fashion_mnist", "train"): (6000,) * 10, ("fashion_mnist", "test"): (1000,) * 10,
+    ("cifar10", "train"): (5000,) * 10, ("cifar10", "test"): (1000,) * 10,
+}
 
 _CLASS_NAMES = {
     "mnist": [str(i) for i in range(10)],
@@ -163,9 +176,12 @@ def load(name, split, data_dir=None, image_size=None):
 
   looked = []
   for where, directory in _candidates(name, data_dir):
+    if data_dir is not None and where != "data_dir":
+      _explicit_dir_error(name, data_dir)
     loader = _locate(name, directory)
     if loader is not None:
       images, labels = loader(split)
+      check_counts(name, split, labels, directory)
       return _resize(images, image_size), labels
     looked.append(where if directory is None else f"{where} {directory}")
 
@@ -177,6 +193,7 @@ def load(name, split, data_dir=None, image_size=None):
       where += f"; download failed ({e})"
     else:
       images, labels = _locate(name, directory)(split)
+      check_counts(name, split, labels, directory)
       return _resize(images, image_size), labels
   else:
     where += f"; download skipped (${download.SWITCH_ENV}=0)"
@@ -186,10 +203,87 @@ def load(name, split, data_dir=None, image_size=None):
   if not _tensorflow_available():
     raise DataError(f"{where}; tensorflow-datasets skipped: it needs TensorFlow, which is "
                     f'not installed (run: pip install "dsplit_jax[tfds]"). {how}.')
+  if data_dir is not None:
+    _explicit_dir_error(name, data_dir)
   try:
     images, labels = _load_tfds(name, split)
   except Exception as e:  # Offline, tfds fails in many ways; all mean "not found".
     first_line = (str(e).strip().splitlines() or [""])[0][:200]
     raise DataError(f"{where}; tensorflow-datasets failed ({type(e).__name__}: "
                     f"{first_line}). {how}.") from e
+  check_counts(name, split, labels, f"tensorflow-datasets {TFDS_NAMES[name]}")
   return _resize(images, image_size), labels
+
+
+def _explicit_dir_error(name, data_dir):
+  """An explicit data_dir is used alone: falling back to $DSPLIT_DATA_DIR would read
+  other files than the ones asked for, and say nothing."""
+  data_dir = os.fspath(data_dir)
+  if not os.path.isdir(data_dir):
+    raise DataError(f"data_dir {data_dir} does not exist (or is not a folder)")
+  inside = ", ".join(os.path.join(data_dir, d) for d in DIR_NAMES[name])
+  raise DataError(f"data_dir {data_dir} holds no {name} files (nor does {inside}); an "
+                  f"explicit data_dir is never replaced by ${ENV_VAR} or other places. "
+                  f"To get it: {_HOW_TO_GET[name]}.")
+
+
+def check_counts(name, split, labels, where):
+  """Refuses a split whose images per class are not the benchmark's (CLASS_COUNTS)."""
+  expected = CLASS_COUNTS.get((name, split))
+  if expected is None:
+    return
+  got = tuple(int(n) for n in np.bincount(labels, minlength=len(expected)))
+  if got != expected:
+    def show(counts):
+      return f"{counts[0]} per class" if len(set(counts)) == 1 else "/".join(map(str, counts))
+    raise DataError(f"{where}: the {split} split has {len(labels)} images ({show(got)}), "
+                    f"but {name}'s has {sum(expected)} ({show(expected)}); is it another "
+                    "dataset, or a damaged copy?")
+
+
+def source_files(name, split, data_dir=None):
+  """What `load(name, split, data_dir)` reads: files, or folders of many images."""
+  _check_name(name)
+  if name == "folder":
+    return [os.path.abspath(_folder_root(data_dir))]
+  for _, directory in _candidates(name, data_dir):
+    if _locate(name, directory) is None:
+      continue
+    if name == "cifar10":
+      return [os.path.abspath(cifar.find(directory)[1])]
+    return [os.path.abspath(idx.find_file(directory, stem)) for stem in idx.SPLIT_FILES[split]]
+  return [f"tensorflow-datasets:{TFDS_NAMES[name]}"]
+
+
+_DIGESTS = {}
+
+
+def describe_files(paths):
+  """[{path, bytes, mtime, sha256}] for the record of a result. A folder gets its
+  number of files and a sha256 of its listing (names, sizes, mtimes), not of every image."""
+  out = []
+  for path in paths:
+    if not os.path.exists(path):
+      out.append({"path": path})
+      continue
+    if os.path.isdir(path):
+      listing = sorted((os.path.relpath(os.path.join(r, f), path), os.stat(os.path.join(r, f)))
+                       for r, _, fs in os.walk(path) for f in fs)
+      text = "\n".join(f"{n} {st.st_size} {st.st_mtime_ns}" for n, st in listing)
+      out.append({"path": path, "files": len(listing),
+                  "bytes": sum(st.st_size for _, st in listing),
+                  "listing_sha256": hashlib.sha256(text.encode()).hexdigest()})
+      continue
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+      digest = hashlib.sha256()
+      with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+          digest.update(block)
+      _DIGESTS[key] = digest.hexdigest()
+    out.append({"path": path, "bytes": st.st_size,
+                "mtime": datetime.datetime.fromtimestamp(
+                    st.st_mtime, datetime.timezone.utc).isoformat(timespec="seconds"),
+                "sha256": _DIGESTS[key]})
+  return out

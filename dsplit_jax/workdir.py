@@ -1,0 +1,74 @@
+"""Keeping a work dir sound: one run at a time, damaged files set aside, write probes.
+
+A work dir is a resume log: two runs writing it at once would mix their checkpoints,
+and a file that cannot be read back must not stop every later run, nor be deleted
+(it may be the only copy of hours of training). So a run holds `<workdir>/.lock`,
+and a damaged file is renamed `<name>.corrupt-<time>` and the work it held redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+
+LOCK_FILE = ".lock"
+
+
+class WorkdirBusy(RuntimeError):
+  """Another live process holds the work dir's lock."""
+
+
+@contextlib.contextmanager
+def lock(workdir: str):
+  """Holds an exclusive `fcntl` lock on `<workdir>/.lock` for the block.
+
+  The kernel drops the lock when the process exits or crashes, so a killed run never
+  leaves a stale lock behind; the file itself stays (removing it would let a third
+  process lock a fresh file while the second still holds the old one).
+  """
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, LOCK_FILE)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+      raise WorkdirBusy(f"work dir {workdir} is in use by process {holder} ({path}); wait "
+                        "for it to finish or use another --workdir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    yield path
+  finally:
+    os.close(fd)  # Closing the last descriptor releases the lock.
+
+
+def set_aside(path: str) -> str:
+  """Renames a damaged file or folder to `<path>.corrupt-<UTC time>`; returns the new path.
+
+  Never deletes: the user may want to inspect or recover it.
+  """
+  stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+  target, n = f"{path}.corrupt-{stamp}", 1
+  while os.path.exists(target):
+    n += 1
+    target = f"{path}.corrupt-{stamp}-{n}"
+  os.replace(path, target)
+  return target
+
+
+def check_writable(directory: str, what: str) -> None:
+  """Creates and removes a probe file in `directory`, so that a read-only or full disk
+  is found before training rather than after it (OSError -> one-line ValueError)."""
+  probe = os.path.join(directory, f".write-probe-{os.getpid()}")
+  if os.path.exists(directory) and not os.path.isdir(directory):
+    raise ValueError(f"{what} {directory} is a file, not a folder")
+  try:
+    os.makedirs(directory, exist_ok=True)
+    with open(probe, "wb") as f:
+      f.write(b"probe")
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f"{what} {directory} is not writable ({e.strerror or e})") from None
