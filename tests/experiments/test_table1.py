@@ -123,7 +123,9 @@ def test_real_mnist_cell_resumes_and_renders(tmp_path, datasets_dir, mnist_dir, 
   assert [(r["method"], r["normal_class"], r["seed"], r["preset"]) for r in recs] == [
       ("naive_nn", 0, 0, "test")]
   assert 0.0 <= recs[0]["auc"] <= 1.0
-  assert (tmp_path / "scores" / "mnist-c0-naive_nn-rho10-s0.npz").is_file()
+  # Score files carry the config hash, so two configs of one cell never overwrite each other.
+  assert (tmp_path / "scores" / runner.scores_name("mnist", 0, "naive_nn", 10.0, 0,
+                                                   recs[0]["config_hash"])).is_file()
 
   real_run, calls = runner.run, []
   monkeypatch.setattr(runner, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k))
@@ -134,7 +136,9 @@ def test_real_mnist_cell_resumes_and_renders(tmp_path, datasets_dir, mnist_dir, 
   assert render.main([f"--workdir={tmp_path}"]) == 0
   out = capsys.readouterr().out
   assert "no splits" in out
-  for name in ("table1.md", "table1.csv", "roc_mnist_c0.png"):
+  run_dirs = list((tmp_path / "runs").iterdir())
+  assert len(run_dirs) == 1
+  for name in ("table1.md", "table1.csv", "roc_mnist_c0.png", f"losses_{run_dirs[0].name}.png"):
     assert f"wrote {tmp_path / 'report' / name}" in out
   assert "| mnist | 0 Digit 0 | **" in (tmp_path / "report" / "table1.md").read_text()
 
