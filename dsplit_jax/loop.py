@@ -111,10 +111,12 @@ def read_curves(run_dir: str) -> dict[str, dict[str, dict[str, list[tuple[int, f
   return out
 
 
-def final_losses(run_dir: str, phase: str, job: str) -> dict[str, float]:
-  """Each metric's last saved window for one job (empty when no curve was saved)."""
-  curves = read_curves(run_dir).get(phase, {}).get(job, {})
-  return {metric: points[-1][1] for metric, points in curves.items()}
+def final_losses(run_dir: str, phase: str) -> dict[str, dict[str, float]]:
+  """job -> each metric's last saved window (a job without a curve is absent).
+
+  The curves file is read once for all jobs of a run."""
+  return {job: {metric: points[-1][1] for metric, points in by_metric.items()}
+          for job, by_metric in read_curves(run_dir).get(phase, {}).items()}
 
 
 def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, dict]],

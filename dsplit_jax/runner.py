@@ -385,6 +385,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
                   train_split_index=jobs.pool_split_index[jobs.train_idx[j, :n]])
   wall = time.time() - start
   new = []
+  final = (loop.final_losses(run_dir, config.method)
+           if config.method in train.CLASSIFIER_METHODS else {})
   for j, (c, s) in enumerate(zip(jobs.classes, jobs.seeds)):
     labels = (jobs.test_classes != c).astype(np.int32)
     auc = metrics.auc(labels, scores[j])
@@ -393,7 +395,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
               scores=scores[j], labels=labels)
     extra = {}
     if config.method in train.CLASSIFIER_METHODS:
-      extra["final_losses"] = loop.final_losses(run_dir, config.method, f"c{c}s{s}")
+      extra["final_losses"] = final.get(f"c{c}s{s}", {})
     rec = records.make_record(
         dataset=config.dataset, normal_class=c, method=config.method, seed=s,
         rho=float(config.rho), auc=auc, config=config, wall_time_s=wall / len(jobs.classes),

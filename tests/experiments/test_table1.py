@@ -123,6 +123,7 @@ def test_real_mnist_cell_resumes_and_renders(tmp_path, datasets_dir, mnist_dir, 
   assert [(r["method"], r["normal_class"], r["seed"], r["preset"]) for r in recs] == [
       ("naive_nn", 0, 0, "test")]
   assert 0.0 <= recs[0]["auc"] <= 1.0
+  assert set(recs[0]["final_losses"]) == {"intra_class"}  # from the run's saved curve
   # Score files carry the config hash, so two configs of one cell never overwrite each other.
   assert (tmp_path / "scores" / runner.scores_name("mnist", 0, "naive_nn", 10.0, 0,
                                                    recs[0]["config_hash"])).is_file()
