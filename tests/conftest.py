@@ -12,6 +12,8 @@ def datasets_dir():
   root = os.environ.get("DSPLIT_DATA_DIR")
   if not root:
     pytest.skip("DSPLIT_DATA_DIR is unset (CI sets it to the shared datasets folder)")
+  if not pathlib.Path(root).is_dir():
+    pytest.skip(f"DSPLIT_DATA_DIR={root} is not a folder (no shared datasets beside this clone)")
   return pathlib.Path(root)
 
 

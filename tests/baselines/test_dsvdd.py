@@ -166,7 +166,7 @@ def test_rejects_bad_jobs():
 
 def test_separates_mnist_digit_one():
   root = os.environ.get("DSPLIT_DATA_DIR")
-  if not root:
+  if not root or not os.path.isdir(root):
     pytest.skip("DSPLIT_DATA_DIR is unset (CI sets it to the shared datasets folder)")
   images, labels = data.load("mnist", "train", root)
   test, test_labels = data.load("mnist", "test", root)
