@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from dsplit_jax import configs
+from dsplit_jax import data
 from dsplit_jax import loop
 from dsplit_jax import runner
 from dsplit_jax import train
@@ -115,11 +116,49 @@ class OneClassClassifier:
     return self
 
   def score(self, images) -> np.ndarray:
-    """Anomaly scores, higher = more abnormal."""
+    """Anomaly scores, higher = more abnormal.
+
+    Scored in batches of `config.eval_batch_size` images, the last one padded, so that
+    any number of images runs one compiled program (each new N would compile again).
+    """
+    self._check_fitted()
+    x = np.asarray(images)
+    if len(x) == 0:
+      as_images(x)  # raises the usual message
+    return np.concatenate([self._score_batch(as_images(x[i:i + self.batch_size],
+                                                       self.image_shape))
+                           for i in range(0, len(x), self.batch_size)])
+
+  def score_files(self, paths_or_dir, *, check: bool = True):
+    """Yields (names, scores) for image files, reading `batch_size` images at a time.
+
+    `paths_or_dir`: a folder, a file or a list of files (see `data.load_image_files`);
+    images are resized to the detector's size and channels. With `check`, every file is
+    opened once before any is scored, so a bad one stops the work before it starts.
+    """
+    self._check_fitted()
+    size, channels = self.image_shape[0], self.image_shape[-1]
+    if size != self.image_shape[1]:
+      raise ValueError(f"files are resized to squares; this detector takes {self.image_shape}")
+    for images, names in data.iter_image_files(paths_or_dir, size, channels=channels,
+                                               chunk_size=self.batch_size, check=check):
+      yield names, self._score_batch(as_images(images, self.image_shape))
+
+  @property
+  def batch_size(self) -> int:
+    """Images per compiled scoring call."""
+    return int(self.config.eval_batch_size)
+
+  def _score_batch(self, x) -> np.ndarray:
+    """Scores of up to `batch_size` images, padded with blank images to exactly that many."""
+    n = len(x)
+    if n < self.batch_size:
+      x = np.concatenate([x, np.zeros((self.batch_size - n,) + x.shape[1:], x.dtype)])
+    return runner.score(self.config, self.config.method, self._fitted, x)[0][:n]
+
+  def _check_fitted(self):
     if self._fitted is None:
       raise RuntimeError("call fit() or load() first")
-    x = as_images(images, self.image_shape)
-    return runner.score(self.config, self.config.method, self._fitted, x)[0]
 
   def decision_function(self, images) -> np.ndarray:
     """The same as `score` (PyOD's and scikit-learn's name)."""
@@ -135,8 +174,7 @@ class OneClassClassifier:
     return abnormal_probability(self.score(images), self.decision_scores_)
 
   def _threshold(self) -> float:
-    if self._fitted is None:
-      raise RuntimeError("call fit() or load() first")
+    self._check_fitted()
     if self.threshold_ is None:
       raise RuntimeError("this detector was saved without training scores: fit it again "
                          "to get threshold_")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import csv
 import os
 import sys
 
@@ -15,6 +14,7 @@ from dsplit_jax import configs
 from dsplit_jax import data
 from dsplit_jax import loop
 from dsplit_jax import runner
+from dsplit_jax import scoring
 from dsplit_jax import workdir as workdir_lib
 
 
@@ -115,27 +115,20 @@ def run(config, methods, *, workdir: str, score_dir=None, scores_csv=None) -> in
 
 
 def _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress) -> int:
-  """Fits a detector on the normal class and writes a CSV of (file, score) for score_dir."""
+  """Fits a detector on the normal class and writes a CSV of (file, score, label) for
+  score_dir; the images are checked before training, scored in chunks after it."""
   if len(config.normal_classes) != 1 or len(config.seeds) != 1:
     raise ValueError("--score_dir fits one detector: give one --normal_class and one seed")
   size = config.image_size if config.dataset == "folder" else None
   images, labels = data.load(config.dataset, "train", config.data_dir or None, image_size=size)
   normal = images[labels == config.normal_classes[0]]
-  new_images, names = data.load_image_files(
-      score_dir, image_size=normal.shape[1], channels=normal.shape[-1])
+  scoring.check_folder(score_dir)
   clf = api.OneClassClassifier(config=config, method=config.method, rho=config.rho,
                                seed=config.seeds[0])
   clf.fit(normal, workdir=workdir, progress=progress)
   clf.save(os.path.join(workdir, "detector"), overwrite=True)  # this command's own output
-  scores = clf.score(new_images)
   out = scores_csv or os.path.join(workdir, "scores.csv")
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  with open(out + ".tmp", "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(["file", "score"])
-    for n, s in zip(names, scores):
-      w.writerow([n, f"{float(s):.6g}"])
-  os.replace(out + ".tmp", out)
-  print(f"detector: {os.path.join(workdir, 'detector')}; {len(names)} scores "
+  rows = scoring.write_scores_csv(clf, score_dir, out)
+  print(f"detector: {os.path.join(workdir, 'detector')}; {rows} scores "
         f"(higher = more abnormal): {out}")
   return 0

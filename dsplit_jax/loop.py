@@ -19,6 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from dsplit_jax import workdir as workdir_lib
+from dsplit_jax import writers
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -30,26 +31,43 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Progress:
-  """Prints phase, step, losses, steps/s and ETA; also keeps them for tests."""
+  """Prints phase, step, losses, steps/s and ETA; also keeps them for tests.
 
-  def __init__(self, printer: Callable[[str], None] | None = None):
+  A phase's first chunk includes its compilation (seconds to minutes), so its time is
+  printed on its own and the rate and ETA are measured from the end of that chunk.
+  """
+
+  def __init__(self, printer: Callable[[str], None] | None = None,
+               clock: Callable[[], float] = time.time):
     self.printer = printer or (lambda line: print(line, flush=True))
     self.history: list[dict[str, Any]] = []
+    self.first_chunk_s: dict[str, float] = {}  # phase -> seconds, compilation included
+    self._clock = clock
     self._start: dict[str, tuple[float, int]] = {}
+    self._compiled: set[str] = set()
 
   def __call__(self, phase: str, step: int, total: int, metrics: dict[str, float]):
-    now = time.time()
+    now = self._clock()
     t0, s0 = self._start.setdefault(phase, (now, step))
-    rate = (step - s0) / (now - t0) if now > t0 and step > s0 else float("nan")
-    eta = (total - step) / rate if rate == rate and rate > 0 else float("nan")
     self.history.append(dict(phase=phase, step=step, total=total, **metrics))
     losses = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+    if phase not in self._compiled:
+      self._compiled.add(phase)
+      self._start[phase] = (now, step)
+      self.first_chunk_s[phase] = now - t0
+      self.printer(f"[{phase}] step {step}/{total} {losses} "
+                   f"(first chunk {now - t0:.1f}s, compilation included)")
+      return
+    rate = (step - s0) / (now - t0) if now > t0 and step > s0 else float("nan")
+    eta = (total - step) / rate if rate == rate and rate > 0 else float("nan")
     eta_txt = "?" if eta != eta else f"{eta:.0f}s"
     self.printer(f"[{phase}] step {step}/{total} {losses} "
                  f"({rate:.2f} steps/s, ETA {eta_txt})")
 
   def restart_clock(self, phase: str, step: int):
-    self._start[phase] = (time.time(), step)
+    """Called before a phase's first chunk (a fresh start or a resume)."""
+    self._start[phase] = (self._clock(), step)
+    self._compiled.discard(phase)
 
 
 def _manager(ckpt_dir: str) -> ocp.CheckpointManager:
@@ -74,11 +92,12 @@ CURVES_FILE = "loss_curves.jsonl"
 CURVE_WINDOW = 25  # steps averaged into one point of a saved loss curve
 
 
-def _append_curves(path: str, phase: str, start: int, metrics: dict, job_names):
+def _append_curves(path: str, phase: str, start: int, metrics: dict, job_names, writer=None):
   """Appends one line per window of CURVE_WINDOW steps: each metric's mean per job.
 
   A chunk that runs again after a resume appends its windows again; `read_curves`
-  keeps the last line of each (phase, step)."""
+  keeps the last line of each (phase, step). `writer` (a clu MetricWriter, see
+  writers.py) gets the same points as scalars named `phase/metric/job`."""
   steps = next(iter(metrics.values())).shape[1]
   window = min(CURVE_WINDOW, steps)
   lines = []
@@ -87,6 +106,10 @@ def _append_curves(path: str, phase: str, start: int, metrics: dict, job_names):
               .mean(axis=1).round(6).tolist() for k, v in metrics.items()}
     lines.append(json.dumps({"phase": phase, "step": start + (w + 1) * window,
                              "jobs": list(job_names), "values": values}))
+    if writer is not None:
+      writer.write_scalars(start + (w + 1) * window,
+                           {f"{phase}/{k}/{job}": v[j] for k, v in values.items()
+                            for j, job in enumerate(job_names)})
   with open(path, "a") as f:
     f.write("\n".join(lines) + "\n")
 
@@ -129,15 +152,19 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
   `start_step`; its metrics are [jobs, steps] arrays (see `_summary`). `total_steps`
   must be a multiple of `chunk_steps` so that a resumed run takes exactly the same steps.
   With `curve_jobs` (a name per job) and a `ckpt_dir`, every job's losses are appended
-  to `ckpt_dir/loss_curves.jsonl` (`read_curves`). `learning_rate` is only named in
-  the error when a loss becomes non-finite.
+  to `ckpt_dir/loss_curves.jsonl` (`read_curves`) and written through a clu metric
+  writer (`writers.curve_writer`: the log, TensorBoard files when TensorFlow is there).
+  `learning_rate` is only named in the error when a loss becomes non-finite.
   """
   if total_steps % chunk_steps:
     raise ValueError(f"{name}: total_steps={total_steps} is not a multiple of "
                      f"chunk_steps={chunk_steps}")
   manager = _manager(os.path.join(ckpt_dir, name)) if ckpt_dir else None
+  curves = None
+  if ckpt_dir and curve_jobs:
+    curves = (os.path.join(ckpt_dir, CURVES_FILE), curve_jobs,
+              writers.curve_writer(ckpt_dir, say=lambda line: _say(progress, line)))
   try:
-    curves = (os.path.join(ckpt_dir, CURVES_FILE), curve_jobs) if ckpt_dir and curve_jobs else None
     return _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress,
                        curves, learning_rate)
   except KeyboardInterrupt:
@@ -148,6 +175,8 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
     raise Interrupted(f"interrupted at {name} step {done}/{total_steps}; run the same "
                       "command to resume") from None
   finally:
+    if curves is not None:
+      curves[2].close()
     # Also when interrupted (an exception, Ctrl-C): orbax saves in the background, and
     # a save still in flight would otherwise be lost and the resume start earlier.
     if manager is not None:
@@ -195,7 +224,7 @@ def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progre
     state, raw = chunk_fn(state, np.int32(step))
     metrics = _summary(raw)
     if curves is not None and np.all([np.isfinite(v) for v in metrics.values()]):
-      _append_curves(curves[0], name, step, raw, curves[1])
+      _append_curves(curves[0], name, step, raw, curves[1], writer=curves[2])
     step += chunk_steps
     bad = [k for k, v in metrics.items() if not np.isfinite(v)]
     if bad:

@@ -3,12 +3,14 @@
   dsplit --dataset=mnist --normal_class=0          (or: python -m dsplit_jax.main ...)
   dsplit --dataset=mnist --normal_class=all --num_seeds=2 --preset=cpu
   dsplit --dataset=folder --data_dir=GOOD --score_dir=NEW --scores_csv=s.csv
+  dsplit --detector=workdir/detector --score_dir=NEW --scores_csv=s.csv  (no training)
   dsplit --preset=cpu --print_config               (every config field, for --set)
 
 Presets: paper (accelerators), cpu (a 2-core machine), test (tiny, smoke tests).
 Missing datasets are downloaded on first use (python -m dsplit_jax.data.download).
 """
 
+import os
 import sys
 import traceback
 
@@ -33,8 +35,10 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the dataset is (else "
 _WORKDIR = flags.DEFINE_string("workdir", "workdir", "Records, checkpoints, scores.")
 _SCORE_DIR = flags.DEFINE_string("score_dir", None, "Folder of new images to score with a "
                                  "detector fit on the normal class (writes --scores_csv).")
-_SCORES_CSV = flags.DEFINE_string("scores_csv", None, "CSV of file name and score; default "
-                                  "<workdir>/scores.csv.")
+_SCORES_CSV = flags.DEFINE_string("scores_csv", None, "CSV of file name, score and label "
+                                  "(1 = abnormal); default <workdir>/scores.csv.")
+_DETECTOR = flags.DEFINE_string("detector", None, "A saved detector's folder (a fit writes "
+                                "<workdir>/detector): score --score_dir with it, no training.")
 _OVERRIDE = flags.DEFINE_multi_string("set", [], "Config override, e.g. --set=train.steps=200 "
                                        "(--print_config lists every field).")
 _PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print the resolved config (preset, "
@@ -54,6 +58,8 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
   logging.info("JAX devices: %s", jax.devices())
+  if _DETECTOR.value:
+    _score_with_saved_detector()
   try:
     config, methods = cli.config_from_flags(
         preset=_PRESET.value, dataset=_DATASET.value, normal_class=_NORMAL_CLASS.value,
@@ -77,6 +83,29 @@ def main(argv):
     print(f"error: {type(e).__name__}: {message} (--verbose shows the traceback)",
           file=sys.stderr)
     sys.exit(1)
+  sys.exit(code)
+
+
+# Flags that choose what to train; with --detector nothing is trained.
+_TRAINING_FLAGS = ("preset", "dataset", "normal_class", "method", "rho", "seed", "num_seeds",
+                   "data_dir", "set", "print_config")
+
+
+def _score_with_saved_detector():
+  from dsplit_jax import scoring
+  given = [f"--{name}" for name in _TRAINING_FLAGS if flags.FLAGS[name].present]
+  if given:
+    _fail(f"--detector scores with a saved detector; {', '.join(given)} would train a new "
+          "one (drop --detector to train)")
+  out = _SCORES_CSV.value or os.path.join(_WORKDIR.value, "scores.csv")
+  try:
+    code = scoring.run(_DETECTOR.value, _SCORE_DIR.value, out)
+  except Exception as e:  # One line, as for training.
+    if _VERBOSE.value:
+      traceback.print_exc()
+    print(f"error: {type(e).__name__}: {' '.join(str(e).split())} (--verbose shows the "
+          "traceback)", file=sys.stderr)
+    code = 1
   sys.exit(code)
 
 

@@ -1,6 +1,9 @@
 """Progress summaries of the chunked loop."""
 
+import os
+
 import numpy as np
+import pytest
 
 from dsplit_jax import loop
 
@@ -43,3 +46,55 @@ def test_loss_curves_are_saved_per_job_and_survive_a_rerun_chunk(tmp_path):
   assert loop.final_losses(str(tmp_path), "dsplit")["c0s0"] == {"closeness": 87.0,
                                                                 "dispersion": 174.0}
   assert "c9s9" not in loop.final_losses(str(tmp_path), "dsplit")
+
+
+def test_rate_and_eta_leave_out_the_first_chunk_which_compiles():
+  times = iter([0.0, 30.0, 32.0, 34.0])  # restart, then the end of each of 3 chunks
+  lines = []
+  progress = loop.Progress(printer=lines.append, clock=lambda: next(times))
+  loop.run_phase("x", {}, lambda s, t: (s, {"loss": np.array([[1.0]])}),
+                 total_steps=30, chunk_steps=10, ckpt_dir=None, progress=progress)
+  assert progress.first_chunk_s == {"x": 30.0}
+  assert lines[0] == "[x] step 10/30 loss=1 (first chunk 30.0s, compilation included)"
+  # 10 steps in 2 s after compilation: 5 steps/s (with it, 30 steps in 34 s: 0.88).
+  assert lines[1] == "[x] step 20/30 loss=1 (5.00 steps/s, ETA 2s)"
+  assert lines[2] == "[x] step 30/30 loss=1 (5.00 steps/s, ETA 0s)"
+
+
+def test_loss_curves_also_go_through_a_clu_metric_writer(tmp_path, caplog):
+  import logging
+  from dsplit_jax import writers
+  lines = []
+  said_before = writers._said_no_tensorboard
+  writers._said_no_tensorboard = False
+  try:
+    with caplog.at_level(logging.INFO, logger="absl"):
+      loop.run_phase("dsplit", {"w": np.zeros(2)},
+                     lambda s, t: (s, {"closeness": np.full((1, 25), 0.5 + t)}),
+                     total_steps=50, chunk_steps=25, ckpt_dir=str(tmp_path),
+                     curve_jobs=["c0s0"], progress=loop.Progress(printer=lines.append))
+  finally:
+    writers._said_no_tensorboard = said_before
+  logged = [r.getMessage() for r in caplog.records if "dsplit/closeness/c0s0" in r.getMessage()]
+  assert logged == ["[25] dsplit/closeness/c0s0=0.5", "[50] dsplit/closeness/c0s0=25.5"]
+  # The run's own record is unchanged.
+  assert loop.read_curves(str(tmp_path))["dsplit"]["c0s0"]["closeness"] == [(25, 0.5),
+                                                                           (50, 25.5)]
+  if writers.tensorboard_available():
+    assert os.listdir(tmp_path / writers.TENSORBOARD_DIR)
+  else:
+    assert [l for l in lines if l.startswith("loss curves:")] == [
+        f"loss curves: {tmp_path / loop.CURVES_FILE} and the log; TensorBoard files need "
+        "TensorFlow (pip install tensorflow)"]
+    assert not (tmp_path / writers.TENSORBOARD_DIR).exists()
+
+
+def test_the_log_writer_imports_without_tensorflow_and_leaves_clu_as_found():
+  import importlib.util
+  from dsplit_jax import writers
+  if importlib.util.find_spec("tensorflow") is not None:
+    pytest.skip("TensorFlow is installed: clu.metric_writers imports as usual")
+  logging_writer, multi_writer = writers._without_tensorflow()
+  assert logging_writer.__name__ == "LoggingWriter" and multi_writer.__name__ == "MultiWriter"
+  with pytest.raises(ImportError, match="tensorflow"):
+    from clu import metric_writers  # noqa: F401  (as without dsplit_jax)

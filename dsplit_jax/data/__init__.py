@@ -7,6 +7,7 @@ then tensorflow-datasets (see `sources`).
 
 from dsplit_jax.data import preprocessing
 from dsplit_jax.data.errors import DataError
+from dsplit_jax.data.folder import iter_image_files
 from dsplit_jax.data.folder import load_image_files
 from dsplit_jax.data.one_class import OneClassTask
 from dsplit_jax.data.one_class import one_class_task
@@ -23,6 +24,7 @@ __all__ = [
     "OneClassTask",
     "class_names",
     "describe_files",
+    "iter_image_files",
     "load",
     "load_image_files",
     "num_classes",

@@ -145,16 +145,8 @@ def load_split(root, split, image_size=None):
   return images, np.asarray(labels, np.int64)
 
 
-def load_image_files(paths_or_dir, image_size, channels=None):
-  """Images uint8 [N, S, S, C] and their names, for scoring new images.
-
-  `paths_or_dir` is a folder (its image files, names relative to it), one file,
-  or a list of files (names as given). `channels=None` picks 1 if all images are
-  greyscale, else 3; pass the model's channel count to force it.
-  """
-  image_size = check_size(image_size)
-  if channels not in (None, 1, 3):
-    raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
+def image_paths(paths_or_dir):
+  """(paths, names) of a folder's image files (names relative to it), one file, or a list."""
   if isinstance(paths_or_dir, (str, os.PathLike)):
     path = os.fspath(paths_or_dir)
     if os.path.isdir(path):
@@ -172,6 +164,51 @@ def load_image_files(paths_or_dir, image_size, channels=None):
   for p in paths:
     if not os.path.isfile(p):
       raise DataError(f"{p}: no such file")
+  return paths, names
+
+
+def check_image_files(paths):
+  """Opens every file and checks what can be checked without decoding it (PNG: every
+  chunk's checksum, so a truncated or damaged file is caught); DataError names the first
+  bad one. Cheap next to decoding, so that scoring a large folder fails before it starts."""
+  for path in paths:
+    try:
+      with _open(path) as img:
+        img.verify()
+    except DataError:
+      raise
+    except Exception as e:  # Pillow raises OSError, SyntaxError, struct.error... here.
+      raise DataError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
+
+
+def load_image_files(paths_or_dir, image_size, channels=None):
+  """Images uint8 [N, S, S, C] and their names, for scoring new images.
+
+  `paths_or_dir` is a folder (its image files, names relative to it), one file,
+  or a list of files (names as given). `channels=None` picks 1 if all images are
+  greyscale, else 3; pass the model's channel count to force it.
+  """
+  image_size = check_size(image_size)
+  if channels not in (None, 1, 3):
+    raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
+  paths, names = image_paths(paths_or_dir)
   if channels is None:
     channels = _channels_for(paths)
   return read_images(paths, image_size, channels), names
+
+
+def iter_image_files(paths_or_dir, image_size, channels, chunk_size, *, check=True):
+  """Yields (uint8 [n <= chunk_size, S, S, C], names) through a folder or list of files,
+  so that a folder of any size is scored in constant memory. The file list is read
+  first; with `check`, every file is checked (`check_image_files`) before the first
+  chunk is decoded."""
+  image_size = check_size(image_size)
+  if channels not in (1, 3):
+    raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+  if chunk_size < 1:
+    raise ValueError(f"chunk_size must be positive, got {chunk_size!r}")
+  paths, names = image_paths(paths_or_dir)
+  if check:
+    check_image_files(paths)
+  for i in range(0, len(paths), chunk_size):
+    yield read_images(paths[i:i + chunk_size], image_size, channels), names[i:i + chunk_size]
