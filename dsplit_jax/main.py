@@ -34,7 +34,8 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the dataset is (else "
                                 "a verified download, tensorflow-datasets).")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir", "Records, checkpoints, scores.")
 _SCORE_DIR = flags.DEFINE_string("score_dir", None, "Folder of new images to score with a "
-                                 "detector fit on the normal class (writes --scores_csv).")
+                                 "detector fit on the normal class, or with --detector "
+                                 "(writes --scores_csv).")
 _SCORES_CSV = flags.DEFINE_string("scores_csv", None, "CSV of file name, score and label "
                                   "(1 = abnormal); default <workdir>/scores.csv.")
 _DETECTOR = flags.DEFINE_string("detector", None, "A saved detector's folder (a fit writes "
