@@ -30,6 +30,7 @@ import ml_collections
 from dsplit_jax import api
 from dsplit_jax import cli
 from dsplit_jax import data
+from dsplit_jax import distributed
 from dsplit_jax import loop
 from dsplit_jax import records
 from dsplit_jax import runner
@@ -190,6 +191,7 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 def main(argv=None) -> int:
+  distributed.maybe_initialize()  # Several hosts only; before any JAX backend starts.
   try:
     args = _parser().parse_args(argv)
     preset = args.preset or api.default_preset()
