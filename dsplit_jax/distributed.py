@@ -25,6 +25,10 @@ ENV_VAR = "DSPLIT_DISTRIBUTED"
 _TPU_PER_HOST = 8
 
 
+class InitError(RuntimeError):
+  """`jax.distributed.initialize()` failed where the environment names several hosts."""
+
+
 def hosts_hint(environ: Mapping[str, str] | None = None) -> tuple[int, str]:
   """(number of hosts the environment names, the variable that says so); 1 when none."""
   env = os.environ if environ is None else environ
@@ -57,5 +61,9 @@ def maybe_initialize(environ: Mapping[str, str] | None = None,
     return False
   printer(f"multi-host: {why} names {hosts if hosts > 2 or ENV_VAR not in why else 'several'} "
           "hosts; calling jax.distributed.initialize()")
-  (initialize or jax.distributed.initialize)()
+  try:
+    (initialize or jax.distributed.initialize)()
+  except Exception as e:  # JAX raises ValueError, RuntimeError, its own errors
+    raise InitError(f"jax.distributed.initialize() failed ({why} names several hosts; "
+                    f"{ENV_VAR}=0 turns this off): {' '.join(str(e).split())}") from e
   return True

@@ -191,8 +191,8 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 def main(argv=None) -> int:
-  distributed.maybe_initialize()  # Several hosts only; before any JAX backend starts.
   try:
+    distributed.maybe_initialize()  # Several hosts only; before any JAX backend starts.
     args = _parser().parse_args(argv)
     preset = args.preset or api.default_preset()
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
                        seed=args.seed, num_seeds=args.num_seeds, data_dir=args.data_dir,
                        overrides=args.set)
     check_data(datasets, args.data_dir)
-  except (ValueError, data.DataError) as e:
+  except (ValueError, data.DataError, distributed.InitError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   first = cells[0].config

@@ -32,3 +32,13 @@ def test_initialize_is_called_only_for_several_hosts():
   assert calls == [1]
   assert lines == ["multi-host: TPU_ACCELERATOR_TYPE=v4-32 names 4 hosts; "
                    "calling jax.distributed.initialize()"]
+
+
+def test_a_failed_initialize_is_one_line_naming_the_hint():
+  def fail():
+    raise ValueError("coordinator_address should be defined.")
+  with pytest.raises(distributed.InitError, match=r"^jax.distributed.initialize\(\) failed "
+                     r"\(DSPLIT_DISTRIBUTED=1 names several hosts; DSPLIT_DISTRIBUTED=0 turns "
+                     r"this off\): coordinator_address should be defined.$"):
+    distributed.maybe_initialize({"DSPLIT_DISTRIBUTED": "1"}, initialize=fail,
+                                 printer=lambda line: None)
