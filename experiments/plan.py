@@ -248,8 +248,8 @@ def table1_flops(config, figures_by_shape: dict, trips_counted: bool) -> dict:
     # stuck jobs, `ae.restarts`, would add up to that many times more; not counted).
     parts[f"{dataset}: autoencoders"] = jobs * config.ae.steps * ae_step
     for method in NETWORK_METHODS:
-      parts[f"{dataset}: {method} classifiers"] = (
-          jobs * config.train.steps * per_step(figs[f"classifier chunk ({method})"], trips_counted) / k)
+      step = per_step(figs[f"classifier chunk ({method})"], trips_counted) / k
+      parts[f"{dataset}: {method} classifiers"] = jobs * config.train.steps * step
     scoring = per_step(figs["scoring (test split)"], trips_counted) / k
     _, n_max, _, n_test = _job_layout(dataset, TABLE1_CLASSES)
     # SSIM passes: forward of the autoencoder over the training images for each split
@@ -278,10 +278,10 @@ def report(config, args, figures, model, parts, trips_counted) -> dict:
            f"{'temp':>11s} {'peak':>11s} {'GFLOP/step':>11s}"]
   for name, f in figures.items():
     m = f["memory"]
-    unit = "pass" if name.startswith("scoring") else "step"
+    per_pass = " (per pass)" if name.startswith("scoring") else ""
     lines.append(f"  {name:34s} {_gb(f['state_bytes']):>11s} {_gb(m['argument']):>11s} "
                  f"{_gb(m['output']):>11s} {_gb(m['temp']):>11s} {_gb(m['peak']):>11s} "
-                 f"{per_step(f, trips_counted) / 1e9:>11.4g}" + (" (per pass)" if unit == "pass" else ""))
+                 f"{per_step(f, trips_counted) / 1e9:>11.4g}{per_pass}")
   lines.append("  peak = arguments + outputs - aliased + temp (XLA:CPU buffer assignment); "
                "a chunk's arguments hold the replicated image pool")
   total = sum(parts.values())
@@ -313,7 +313,8 @@ def report(config, args, figures, model, parts, trips_counted) -> dict:
     if not fits:
       lines.append(f"    WARNING: {args.jobs} jobs need ~{_gb(need)} per device "
                    f"(> {_gb(t.memory_bytes)}); at most {max_k * t.devices} jobs fit "
-                   f"({max_k} per device): run the classes in groups (--normal_class=0,1,...)")
+                   f"({max_k} per device): run the classes in groups (dsplit "
+                   "--normal_class=0,1,..., experiments.table1 --classes=...)")
     else:
       lines.append(f"    memory: {args.jobs} jobs need ~{_gb(need)} per device of "
                    f"{_gb(t.memory_bytes)}; up to {max_k * t.devices} jobs would fit")
