@@ -56,6 +56,11 @@ def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
   from dsplit_jax import cli  # After flag parsing: keeps --help fast.
+  from dsplit_jax import distributed
+  try:
+    distributed.maybe_initialize()  # Several hosts only; before any JAX backend starts.
+  except distributed.InitError as e:
+    _fail(str(e))
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
   logging.info("JAX devices: %s", jax.devices())

@@ -30,6 +30,7 @@ import ml_collections
 from dsplit_jax import api
 from dsplit_jax import cli
 from dsplit_jax import data
+from dsplit_jax import distributed
 from dsplit_jax import loop
 from dsplit_jax import records
 from dsplit_jax import runner
@@ -191,6 +192,7 @@ def _floats(text: str, what: str) -> list[float]:
 
 def main(argv=None) -> int:
   try:
+    distributed.maybe_initialize()  # Several hosts only; before any JAX backend starts.
     args = _parser().parse_args(argv)
     preset = args.preset or api.default_preset()
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -201,7 +203,7 @@ def main(argv=None) -> int:
                        seed=args.seed, num_seeds=args.num_seeds, data_dir=args.data_dir,
                        overrides=args.set)
     check_data(datasets, args.data_dir)
-  except (ValueError, data.DataError) as e:
+  except (ValueError, data.DataError, distributed.InitError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   first = cells[0].config
