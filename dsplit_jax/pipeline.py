@@ -29,49 +29,90 @@ def job_keys(seeds, classes) -> np.ndarray:
                    for s, c in zip(seeds, classes)])
 
 
-def _mesh() -> Mesh:
-  return Mesh(np.array(jax.devices()), ("jobs",))
+class JobAxis:
+  """Pads, shards and unpads the job axis: the one place that knows about devices.
+
+  The job axis of J real jobs is padded to a multiple of the device count by
+  repeating the last job; `take` drops the padding, so padded jobs never change a
+  result.
+  """
+
+  def __init__(self, num_jobs: int):
+    n_dev = jax.device_count()
+    self.num_jobs = num_jobs
+    self.padded = -(-num_jobs // n_dev) * n_dev
+    self.mesh = Mesh(np.array(jax.devices()), ("jobs",))
+
+  def put(self, tree):
+    """Per-job arrays [J, ...] (numpy or jax) -> padded and sharded over devices."""
+    rows = np.minimum(np.arange(self.padded), self.num_jobs - 1)
+    padded = jax.tree.map(lambda x: np.asarray(x)[rows], tree)
+    return jax.device_put(padded, NamedSharding(self.mesh, P("jobs")))
+
+  def replicate(self, tree):
+    """Arrays every job reads (the image pool) -> one copy per device."""
+    return jax.device_put(jax.tree.map(jnp.asarray, tree), NamedSharding(self.mesh, P()))
+
+  def take(self, tree):
+    """Padded outputs -> numpy arrays of the real jobs only."""
+    return jax.tree.map(lambda x: np.asarray(x)[:self.num_jobs], tree)
+
+  def real_metrics(self, chunk_fn):
+    """A training chunk whose metrics cover the real jobs only (progress, curves)."""
+    def run(state, start):
+      state, metrics = chunk_fn(state, start)
+      return state, self.take(metrics)
+    return run
 
 
-def _pad_jobs(tree, num_jobs: int):
-  """Pads the leading job axis to a multiple of the device count by repeating the last job."""
-  n_dev = jax.device_count()
-  target = -(-num_jobs // n_dev) * n_dev
-  if target == num_jobs:
-    return tree
-  rows = np.concatenate([np.arange(num_jobs), np.full(target - num_jobs, num_jobs - 1)])
-  return jax.tree.map(lambda x: np.asarray(x)[rows], tree)
+JOB_MAPS = ("auto", "map", "vmap")
 
 
-def _shard(tree, mesh):
-  return jax.device_put(tree, NamedSharding(mesh, P("jobs")))
+def job_map(config) -> str:
+  """How a device runs its jobs. "map" (`lax.map`, one job after another): every job
+  runs the same single-job program, so its result does not depend on how many jobs
+  run beside it. "vmap": all at once, the accelerators' parallelism, but XLA lowers
+  the batched program differently for each job count and Adam amplifies the rounding
+  (digit 0 scored 96.07 alone and 97.06 beside three jobs; BUILD_NOTES.md, "One job,
+  one result"). "auto": map on CPU, where vmap buys little, vmap elsewhere."""
+  if config.job_map != "auto":
+    return config.job_map
+  return "map" if jax.default_backend() == "cpu" else "vmap"
 
 
-def _replicate(tree, mesh):
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+def _map_jobs(fn, in_axes):
+  """fn over the job axis one job after another (`lax.map`)."""
+  def mapped(*args):
+    per_job = tuple(a for a, axis in zip(args, in_axes) if axis == 0)
+
+    def one(job_args):
+      it = iter(job_args)
+      return fn(*(next(it) if axis == 0 else a for a, axis in zip(args, in_axes)))
+    return jax.lax.map(one, per_job)
+  return mapped
 
 
-def _unpad(tree, num_jobs):
-  return jax.tree.map(lambda x: np.asarray(x)[:num_jobs], tree)
-
-
-def over_jobs(fn, in_axes, *, donate: bool = False):
-  """jit(vmap(fn)) whose job axis is split over all local devices with `shard_map`.
+def over_jobs(fn, in_axes, *, donate: bool = False, mapping: str = "vmap"):
+  """jit(vmap(fn)) (or lax.map, `mapping`, see `job_map`) whose job axis is split over
+  all local devices with `shard_map`.
 
   Each device runs the vmapped function on its own slice of jobs, so a job's
   numbers do not depend on how many devices there are (XLA's automatic partitioning
   of the same vmapped program gave different SSIMs on 4 fake CPU devices).
   `in_axes`: 0 for per-job arguments, None for shared ones (replicated).
   """
-  vmapped = jax.vmap(fn, in_axes=in_axes)
+  if mapping not in ("vmap", "map"):
+    raise ValueError(f"job_map must be auto, map or vmap, got {mapping!r}")
+  vmapped = jax.vmap(fn, in_axes=in_axes) if mapping == "vmap" else _map_jobs(fn, in_axes)
   if jax.device_count() > 1:
     specs = tuple(P("jobs") if a == 0 else P() for a in in_axes)
-    vmapped = jax.shard_map(vmapped, mesh=_mesh(), in_specs=specs, out_specs=P("jobs"),
+    mesh = Mesh(np.array(jax.devices()), ("jobs",))
+    vmapped = jax.shard_map(vmapped, mesh=mesh, in_specs=specs, out_specs=P("jobs"),
                             check_vma=False)
   return jax.jit(vmapped, donate_argnums=(0,) if donate else ())
 
 
-def compiled_chunk(body, in_axes, steps: int, mode: str):
+def compiled_chunk(body, in_axes, steps: int, mode: str, mapping: str = "vmap"):
   """A chunk of `steps` steps of `body(state, step, *job_args)` vmapped over jobs.
 
   mode "scan": the whole chunk is one compiled `lax.scan` (the default). mode "host":
@@ -82,10 +123,10 @@ def compiled_chunk(body, in_axes, steps: int, mode: str):
   if mode == "scan":
     def run(state, start, *args):
       return train.run_steps(lambda s, t: body(s, t, *args), state, start, steps)
-    return over_jobs(run, (0, None) + in_axes)
+    return over_jobs(run, (0, None) + in_axes, mapping=mapping)
   if mode != "host":
     raise ValueError(f"loop mode must be scan or host, got {mode!r}")
-  step_fn = over_jobs(body, (0, None) + in_axes, donate=True)
+  step_fn = over_jobs(body, (0, None) + in_axes, donate=True, mapping=mapping)
 
   def run_host(state, start, *args):
     history = []
@@ -115,34 +156,37 @@ def _programs(config_json: str, image_shape: tuple, method: str | None):
   """
   config = ml_collections.ConfigDict(json.loads(config_json))
   mode = loop_mode(config)
+  over = functools.partial(over_jobs, mapping=job_map(config))
   out = {}
   ae_model = train.make_autoencoder(config, image_shape)
   ae_tx = train.optimizer(config.ae)
   init_ae = functools.partial(train.init_ae_state, model=ae_model, tx=ae_tx,
                               image_shape=image_shape)
   if config.ae.output_bias == "mean_logit":
-    out["ae_init"] = over_jobs(lambda key, idx, count, pool: init_ae(
+    out["ae_init"] = over(lambda key, idx, count, pool: init_ae(
         key, train.mean_pixel(pool, idx, count)), (0, 0, 0, None))
   else:
-    out["ae_init"] = over_jobs(lambda key, idx, count, pool: init_ae(key), (0, 0, 0, None))
+    out["ae_init"] = over(lambda key, idx, count, pool: init_ae(key), (0, 0, 0, None))
   out["ae_chunk"] = compiled_chunk(
       functools.partial(train.ae_body, model=ae_model, tx=ae_tx, config=config),
-      (0, 0, 0, None), config.ae.chunk_steps, mode)
-  out["plateau"] = over_jobs(
+      (0, 0, 0, None), config.ae.chunk_steps, mode,
+      job_map(config))
+  out["plateau"] = over(
       lambda params, idx, count, pool: train.plateau_ratio(
           params, pool[idx], count, model=ae_model), (0, 0, 0, None))
-  out["ssim"] = over_jobs(
+  out["ssim"] = over(
       lambda params, idx, pool: train.ssim_scores(params, pool[idx], model=ae_model,
                                                   config=config), (0, 0, None))
   model = train.make_classifier(config)
   tx = train.optimizer(config.train)
-  out["clf_init"] = over_jobs(functools.partial(
+  out["clf_init"] = over(functools.partial(
       train.init_classifier_state, model=model, tx=tx, image_shape=image_shape), (0,))
   if method is not None:
     out["clf_chunk"] = compiled_chunk(
         functools.partial(train.classifier_body, model=model, tx=tx, config=config,
-                          method=method), (0, 0, 0, 0, None), config.train.chunk_steps, mode)
-  out["scores"] = over_jobs(functools.partial(
+                          method=method), (0, 0, 0, 0, None), config.train.chunk_steps,
+        mode, job_map(config))
+  out["scores"] = over(functools.partial(
       train.classifier_scores, model=model, config=config), (0, None))
   return out
 
@@ -198,45 +242,39 @@ def _put_rows(x, rows, values):
 
 
 def _fit_autoencoders(config, pool, train_idx, train_count, keys, attempt, ckpt_dir, progress):
-  num_jobs = len(keys)
+  jobs = JobAxis(len(keys))
   fns = programs(config, pool.shape[1:])
-  mesh = _mesh()
   phase_keys = _phase_keys(keys, train.PHASE_AE)
   if attempt:  # attempt 0 keeps the keys every earlier result was computed with
     phase_keys = _phase_keys(phase_keys, attempt)
   init_keys, step_keys = jax.vmap(lambda k: jax.random.split(k))(phase_keys).transpose(1, 0, 2)
-  init_keys, step_keys, idx, count = _shard(
-      _pad_jobs((init_keys, step_keys, train_idx, train_count), num_jobs), mesh)
-  pool = _replicate(jnp.asarray(pool), mesh)
+  init_keys, step_keys, idx, count = jobs.put((init_keys, step_keys, train_idx, train_count))
+  pool = jobs.replicate(pool)
   state = fns["ae_init"](init_keys, idx, count, pool)
   state = loop.run_phase(
       "autoencoder", state,
-      lambda s, start: fns["ae_chunk"](s, start, step_keys, idx, count, pool),
+      jobs.real_metrics(lambda s, start: fns["ae_chunk"](s, start, step_keys, idx, count, pool)),
       total_steps=config.ae.steps, chunk_steps=config.ae.chunk_steps, ckpt_dir=ckpt_dir,
       progress=progress, learning_rate=config.ae.learning_rate)
-  return _unpad(state.params, num_jobs)
+  return jobs.take(state.params)
 
 
 def plateau_ratios(config, ae_params, pool, train_idx, train_count) -> np.ndarray:
   """`train.plateau_ratio` of every job on its first `ae.plateau_images` images: [J]."""
-  num_jobs = len(train_idx)
+  jobs = JobAxis(len(train_idx))
   fns = programs(config, pool.shape[1:])
-  mesh = _mesh()
   k = min(config.ae.plateau_images, np.asarray(train_idx).shape[1])
   count = np.minimum(np.asarray(train_count), k)
-  params, idx, count = _shard(
-      _pad_jobs((ae_params, np.asarray(train_idx)[:, :k], count), num_jobs), mesh)
-  return _unpad(fns["plateau"](params, idx, count, _replicate(jnp.asarray(pool), mesh)), num_jobs)
+  params, idx, count = jobs.put((ae_params, np.asarray(train_idx)[:, :k], count))
+  return jobs.take(fns["plateau"](params, idx, count, jobs.replicate(pool)))
 
 
 def ssim_of(config, ae_params, pool, idx):
   """SSIM of each job's images `pool[idx[j]]` with their reconstruction: [J, len(idx[j])]."""
-  num_jobs = len(idx)
+  jobs = JobAxis(len(idx))
   fns = programs(config, pool.shape[1:])
-  mesh = _mesh()
-  params, idx = _shard(_pad_jobs((ae_params, idx), num_jobs), mesh)
-  pool = _replicate(jnp.asarray(pool), mesh)
-  return _unpad(fns["ssim"](params, idx, pool), num_jobs)
+  params, idx = jobs.put((ae_params, idx))
+  return jobs.take(fns["ssim"](params, idx, jobs.replicate(pool)))
 
 
 def split(config, ssim_train, train_idx, train_count):
@@ -253,31 +291,28 @@ def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_
 
   With `names` (one per job) and `ckpt_dir`, each job's loss curves are saved there.
   """
-  num_jobs = len(keys)
+  jobs = JobAxis(len(keys))
   fns = programs(config, pool.shape[1:], method)
-  mesh = _mesh()
   if splits is None:  # naive_nn: no split; the fields are unused but keep one shape.
     splits = train.Split(train_idx, train_count, train_idx, train_count)
   phase_keys = _phase_keys(keys, train.PHASE_CLASSIFIER)
   init_keys, step_keys = jax.vmap(lambda k: jax.random.split(k))(phase_keys).transpose(1, 0, 2)
-  init_keys, step_keys, splits, idx, count = _shard(
-      _pad_jobs((init_keys, step_keys, splits, train_idx, train_count), num_jobs), mesh)
-  pool = _replicate(jnp.asarray(pool), mesh)
+  init_keys, step_keys, splits, idx, count = jobs.put(
+      (init_keys, step_keys, splits, train_idx, train_count))
+  pool = jobs.replicate(pool)
   state = fns["clf_init"](init_keys)
   state = loop.run_phase(
       method, state,
-      lambda s, start: fns["clf_chunk"](s, start, step_keys, splits, idx, count, pool),
+      jobs.real_metrics(
+          lambda s, start: fns["clf_chunk"](s, start, step_keys, splits, idx, count, pool)),
       total_steps=config.train.steps, chunk_steps=config.train.chunk_steps,
       ckpt_dir=ckpt_dir, progress=progress, curve_jobs=names,
       learning_rate=config.train.learning_rate)
-  return _unpad(state.params, num_jobs)
+  return jobs.take(state.params)
 
 
 def classifier_scores(config, params, images) -> np.ndarray:
   """Anomaly scores [J, M] of every job's classifier on the same images."""
-  num_jobs = len(jax.tree.leaves(params)[0])
+  jobs = JobAxis(len(jax.tree.leaves(params)[0]))
   fns = programs(config, images.shape[1:])
-  mesh = _mesh()
-  params = _shard(_pad_jobs(params, num_jobs), mesh)
-  images = _replicate(jnp.asarray(images), mesh)
-  return _unpad(fns["scores"](params, images), num_jobs)
+  return jobs.take(fns["scores"](jobs.put(params), jobs.replicate(images)))

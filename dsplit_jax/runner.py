@@ -34,7 +34,7 @@ METHODS = ("dsplit", "naive_nn", "nnwds", "ssim", "dsvdd", "ocsvm", "hog_ocsvm",
 SPLIT_METHODS = ("dsplit", "nnwds", "ssim")
 CLASSICAL_METHODS = ("ocsvm", "hog_ocsvm", "iforest")
 # Fields that say which jobs run, not how: they stay out of the config hash.
-_JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method")
+_JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method", "job_map")
 # Fields only dsplit reads: other methods' hashes ignore them, so an nnwds or naive_nn
 # record stays valid (and is reused by the grid) whichever distance head is chosen.
 _DSPLIT_FIELDS = (("model", "distance_head"), ("train", "pairs"))
@@ -79,6 +79,9 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
                       f"got {config.train.pairs!r}")
   if config.ae.output_bias not in ("zero", "mean_logit"):
     raise ConfigError(f"ae.output_bias must be zero or mean_logit, got {config.ae.output_bias!r}")
+  if config.job_map not in pipeline.JOB_MAPS:
+    raise ConfigError(f"job_map must be one of {', '.join(pipeline.JOB_MAPS)}, "
+                      f"got {config.job_map!r}")
   if config.model.conv_impl not in layers.CONV_IMPLS:
     raise ConfigError(f"model.conv_impl must be one of {', '.join(layers.CONV_IMPLS)}, "
                       f"got {config.model.conv_impl!r}")
@@ -400,7 +403,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
         dataset=config.dataset, normal_class=c, method=config.method, seed=s,
         rho=float(config.rho), auc=auc, config=config, wall_time_s=wall / len(jobs.classes),
         config_hash=chash, preset=config.preset, program_wall_time_s=wall,
-        program_jobs=len(jobs.classes), data_files=data_files, **extra)
+        program_jobs=len(jobs.classes), job_map=pipeline.job_map(config),
+        data_files=data_files, **extra)
     if _writer():
       records.append_record(results, rec)
     new.append(rec)

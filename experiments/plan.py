@@ -157,8 +157,8 @@ def plan_programs(config, dataset: str, num_jobs: int, methods=("dsplit",),
 
   image_shape = DATASET_SHAPES[dataset]
   n_dev = jax.device_count()
-  padded = -(-num_jobs // n_dev) * n_dev           # pipeline._pad_jobs
-  mesh = pipeline._mesh()  # pylint: disable=protected-access
+  axis = pipeline.JobAxis(num_jobs)  # the padding and mesh of a real run
+  padded, mesh = axis.padded, axis.mesh
   jobs, shared = NamedSharding(mesh, P("jobs")), NamedSharding(mesh, P())
   _, n_max, pool_size, n_test = _job_layout(dataset, num_jobs)
 

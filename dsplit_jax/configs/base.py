@@ -71,6 +71,11 @@ def get_config() -> ml_collections.ConfigDict:
   # "scan": each chunk is one compiled lax.scan; "host": one compiled call per step
   # (faster for lax.conv on XLA:CPU, see pipeline.loop_mode); "auto" picks.
   c.loop = "auto"
+  # How a device runs its jobs (pipeline.job_map): "map" one after another, so that a
+  # job's result does not depend on the jobs beside it; "vmap" all at once (the
+  # accelerators' parallelism); "auto" = map on CPU, vmap elsewhere. Not part of the
+  # config hash (like the device count): records carry the one used.
+  c.job_map = "auto"
 
   # Classical baselines (Table 1, section 3.1); see dsplit_jax/baselines/classical.py.
   c.classical = ml_collections.ConfigDict()
