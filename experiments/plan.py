@@ -357,7 +357,8 @@ def main(argv=None):
   config, _ = cli.config_from_flags(
       preset=args.preset, dataset=args.dataset, normal_class="0", method="dsplit", rho=None,
       seed=0, num_seeds=1, data_dir=None,
-      overrides=[f"model.conv_impl={args.conv_impl}", "loop=scan"] + args.set)
+      # job_map=vmap: what "auto" picks on the accelerators planned for (CPU picks map).
+      overrides=[f"model.conv_impl={args.conv_impl}", "loop=scan", "job_map=vmap"] + args.set)
   trips_counted = while_counts_trips()
   n_dev = jax.device_count()
   k = -(-args.jobs // n_dev)

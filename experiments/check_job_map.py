@@ -1,0 +1,58 @@
+"""Does a job's result depend on the jobs beside it? One job trained alone, in two jobs
+and in four (MNIST digits 0 and 1, seeds 0 and 1), with `job_map` map or vmap.
+
+  DSPLIT_DATA_DIR=../shared/datasets python -m experiments.check_job_map --job_map=map
+
+Prints the largest difference of job 0's scores and SSIMs from its single-job run.
+"""
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from dsplit_jax import configs
+from dsplit_jax import data
+from dsplit_jax import pipeline
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--job_map", default="map", choices=("map", "vmap"))
+  p.add_argument("--preset", default="test", help="Networks of this preset.")
+  p.add_argument("--steps", type=int, default=40, help="Autoencoder and classifier steps.")
+  p.add_argument("--data_dir", default=os.environ.get("DSPLIT_DATA_DIR"))
+  args = p.parse_args(argv)
+  config = configs.get_preset("test")
+  config.model = configs.get_preset(args.preset).model
+  config.ae.adam_eps = config.train.adam_eps = 1e-7  # the cpu/paper presets' eps
+  config.ae.steps = config.train.steps = args.steps
+  config.job_map = args.job_map
+  x, y = data.load("mnist", "train", args.data_dir, image_size=config.image_size)
+  n = 300
+  images = np.concatenate([x[y == c][:n] for c in (0, 1)]).astype(np.float32) / 255
+  idx = np.stack([np.arange(n), np.arange(n, 2 * n)] * 2).astype(np.int32)
+  count = np.full(4, n, np.int32)
+  keys = pipeline.job_keys([0, 0, 1, 1], [0, 1, 0, 1])
+
+  def run(rows):
+    ae = pipeline.fit_autoencoders(config, images, idx[rows], count[rows], keys[rows])
+    ssim = pipeline.ssim_of(config, ae, images, idx[rows])
+    splits = pipeline.split(config, ssim, idx[rows], count[rows])
+    params = pipeline.fit_classifiers(config, "dsplit", images, idx[rows], count[rows],
+                                      splits, keys[rows])
+    return pipeline.classifier_scores(config, params, images[::3])[0], ssim[0]
+
+  t = time.time()
+  out = {j: run(list(range(j))) for j in (1, 2, 4)}
+  print(json.dumps(dict(
+      job_map=args.job_map, preset=args.preset, steps=args.steps,
+      seconds=round(time.time() - t),
+      max_score_diff={j: float(np.abs(out[j][0] - out[1][0]).max()) for j in (2, 4)},
+      max_ssim_diff={j: float(np.abs(out[j][1] - out[1][1]).max()) for j in (2, 4)})))
+
+
+if __name__ == "__main__":
+  main()
