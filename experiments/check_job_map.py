@@ -18,6 +18,16 @@ from dsplit_jax import data
 from dsplit_jax import pipeline
 
 
+def fit_and_score(config, images, idx, count, keys, rows, test_images):
+  """dsplit on the jobs `rows` in one program: (scores [J, M], training SSIMs [J, N])."""
+  ae = pipeline.fit_autoencoders(config, images, idx[rows], count[rows], keys[rows])
+  ssim = pipeline.ssim_of(config, ae, images, idx[rows])
+  splits = pipeline.split(config, ssim, idx[rows], count[rows])
+  params = pipeline.fit_classifiers(config, "dsplit", images, idx[rows], count[rows],
+                                    splits, keys[rows])
+  return pipeline.classifier_scores(config, params, test_images), ssim
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--job_map", default="map", choices=("map", "vmap"))
@@ -37,16 +47,12 @@ def main(argv=None):
   count = np.full(4, n, np.int32)
   keys = pipeline.job_keys([0, 0, 1, 1], [0, 1, 0, 1])
 
-  def run(rows):
-    ae = pipeline.fit_autoencoders(config, images, idx[rows], count[rows], keys[rows])
-    ssim = pipeline.ssim_of(config, ae, images, idx[rows])
-    splits = pipeline.split(config, ssim, idx[rows], count[rows])
-    params = pipeline.fit_classifiers(config, "dsplit", images, idx[rows], count[rows],
-                                      splits, keys[rows])
-    return pipeline.classifier_scores(config, params, images[::3])[0], ssim[0]
-
   t = time.time()
-  out = {j: run(list(range(j))) for j in (1, 2, 4)}
+  out = {}
+  for j in (1, 2, 4):
+    scores, ssim = fit_and_score(config, images, idx, count, keys, list(range(j)),
+                                 images[::3])
+    out[j] = scores[0], ssim[0]
   print(json.dumps(dict(
       job_map=args.job_map, preset=args.preset, steps=args.steps,
       seconds=round(time.time() - t),

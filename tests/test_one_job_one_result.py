@@ -5,6 +5,7 @@ import numpy as np
 from dsplit_jax import configs
 from dsplit_jax import data
 from dsplit_jax import pipeline
+from experiments import check_job_map
 
 
 def test_a_job_alone_equals_the_job_beside_others(mnist_dir):
@@ -24,16 +25,10 @@ def test_a_job_alone_equals_the_job_beside_others(mnist_dir):
   count = np.full(3, n, np.int32)
   keys = pipeline.job_keys([0, 0, 1], [0, 1, 0])  # (seed, class): digit 0 s0, 1 s0, 0 s1
 
-  def scores(rows):
-    ae = pipeline.fit_autoencoders(config, images, idx[rows], count[rows], keys[rows])
-    ssim = pipeline.ssim_of(config, ae, images, idx[rows])
-    splits = pipeline.split(config, ssim, idx[rows], count[rows])
-    params = pipeline.fit_classifiers(config, "dsplit", images, idx[rows], count[rows],
-                                      splits, keys[rows])
-    return pipeline.classifier_scores(config, params, images[::4]), ssim
-
-  alone, ssim_alone = scores([0])
-  together, ssim_together = scores([0, 1, 2])
+  alone, ssim_alone = check_job_map.fit_and_score(config, images, idx, count, keys, [0],
+                                                   images[::4])
+  together, ssim_together = check_job_map.fit_and_score(config, images, idx, count, keys,
+                                                        [0, 1, 2], images[::4])
   np.testing.assert_array_equal(ssim_alone[0], ssim_together[0])
   np.testing.assert_array_equal(alone[0], together[0])
   assert np.ptp(together[0]) > 0 and not np.array_equal(together[0], together[2])
