@@ -313,7 +313,9 @@ def write_figure1(workdir, dataset, cls, seed, train_images, png, count=32, rho=
   for k, (title, chosen) in enumerate(panels):
     images = train_images[index[chosen]]
     color = images.shape[-1] == 3
-    grid = skimage.util.montage(images if color else images[..., 0], fill=255, padding_width=2,
+    # A colour montage wants one fill value per channel (a scalar fails in skimage 0.26).
+    grid = skimage.util.montage(images if color else images[..., 0],
+                                fill=(255, 255, 255) if color else 255, padding_width=2,
                                 grid_shape=(rows, cols), channel_axis=-1 if color else None)
     ax = fig.add_subplot(1, 2, k + 1)
     ax.imshow(grid, cmap=None if color else "gray", vmin=0, vmax=255)

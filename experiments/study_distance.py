@@ -32,6 +32,7 @@ from dsplit_jax import api
 from dsplit_jax import models
 from dsplit_jax import records
 from dsplit_jax import runner
+from dsplit_jax import workdir as workdir_lib
 from experiments import table1
 
 SCREEN_CLASSES = {"mnist": (2, 4, 5, 8), "fashion_mnist": (1, 2, 4, 8)}
@@ -244,31 +245,36 @@ def main(argv=None) -> int:
       raise
     print(f"error: {e}", file=sys.stderr)
     return 2
-  results = os.path.join(args.workdir, "results.jsonl")
-  failed = []
-  if args.stage == "screen":
-    failed += table1.run_grid([c for _, c in screen], args.workdir)
-    head = best_head(cell_records(screen, results))
-    if head:
-      print(f"[study] best symmetric head on the screen: {head}; now with all pairs",
-            flush=True)
-      extra = screen_cells(preset, args.data_dir, heads=(), all_pairs_head=head)
-      extra = [c for c in extra if c[0] != "nnwds"]
-      failed += table1.run_grid([c for _, c in extra], args.workdir)
-      screen += extra
-    print(report(screen, args.workdir, "study_distance_screen"))
-  elif args.stage == "seeds":
-    failed += table1.run_grid([c for _, c in seeds], args.workdir)
-    print(report(seeds, args.workdir, "study_distance_seeds"))
-  else:
-    head = best_head(cell_records(screen, results))
-    if head:
-      screen += [c for c in screen_cells(preset, args.data_dir, heads=(), all_pairs_head=head)
-                 if c[0] != "nnwds"]
-    print("## screen\n" + report(screen, args.workdir, "study_distance_screen"))
-    if heads:
-      print("## seeds\n" + report(seed_cells(heads, preset, args.data_dir, args.num_seeds,
-                                             args.pairs), args.workdir, "study_distance_seeds"))
+  try:
+    with workdir_lib.lock(args.workdir):  # One run per work dir, as the CLI and the grid.
+      results = os.path.join(args.workdir, "results.jsonl")
+      failed = []
+      if args.stage == "screen":
+        failed += table1.run_grid([c for _, c in screen], args.workdir)
+        head = best_head(cell_records(screen, results))
+        if head:
+          print(f"[study] best symmetric head on the screen: {head}; now with all pairs",
+                flush=True)
+          extra = screen_cells(preset, args.data_dir, heads=(), all_pairs_head=head)
+          extra = [c for c in extra if c[0] != "nnwds"]
+          failed += table1.run_grid([c for _, c in extra], args.workdir)
+          screen += extra
+        print(report(screen, args.workdir, "study_distance_screen"))
+      elif args.stage == "seeds":
+        failed += table1.run_grid([c for _, c in seeds], args.workdir)
+        print(report(seeds, args.workdir, "study_distance_seeds"))
+      else:
+        head = best_head(cell_records(screen, results))
+        if head:
+          screen += [c for c in screen_cells(preset, args.data_dir, heads=(), all_pairs_head=head)
+                     if c[0] != "nnwds"]
+        print("## screen\n" + report(screen, args.workdir, "study_distance_screen"))
+        if heads:
+          print("## seeds\n" + report(seed_cells(heads, preset, args.data_dir, args.num_seeds,
+                                                 args.pairs), args.workdir, "study_distance_seeds"))
+  except workdir_lib.WorkdirBusy as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   return 1 if failed else 0
 
 

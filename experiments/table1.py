@@ -34,6 +34,7 @@ from dsplit_jax import distributed
 from dsplit_jax import loop
 from dsplit_jax import records
 from dsplit_jax import runner
+from dsplit_jax import workdir as workdir_lib
 
 # Methods whose result depends on rho (they train on the typical/atypical labels).
 # `ssim` uses the split's autoencoder but scores by SSIM alone, so rho does not matter.
@@ -212,7 +213,12 @@ def main(argv=None) -> int:
         f"rho {', '.join(f'{r:g}' for r in dict.fromkeys(c.rho for c in cells))}), each "
         f"{len(first.normal_classes)} classes x {len(first.seeds)} seeds; preset {preset}; "
         f"records in {os.path.join(args.workdir, 'results.jsonl')}", flush=True)
-  failed = run_grid(cells, args.workdir)
+  try:
+    with workdir_lib.lock(args.workdir):  # One run per work dir, as the CLI.
+      failed = run_grid(cells, args.workdir)
+  except workdir_lib.WorkdirBusy as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   if failed:
     print(f"[grid] {len(failed)} of {len(cells)} cells failed: "
           f"{'; '.join(c.name for c in failed)}", file=sys.stderr)

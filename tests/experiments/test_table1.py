@@ -182,3 +182,18 @@ def test_eta_names_methods_not_timed_yet():
                             "iforest": [4.0]}) == "0:12:54"  # 750 + 2 x 10 + 4 s
   assert table1._eta(left, {}) == "?"
   assert table1._eta({}, {}) == "0:00:00"
+
+
+def test_a_second_grid_on_a_busy_workdir_stops_in_one_line(tmp_path, monkeypatch, capsys):
+  from dsplit_jax import workdir as workdir_lib
+  from experiments import study_distance
+  monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("ran on a busy work dir"))
+  monkeypatch.setattr(table1, "check_data", lambda *a: None)  # No data needed to refuse.
+  with workdir_lib.lock(str(tmp_path)):  # Another run holds it (same rule across processes).
+    code = table1.main([f"--workdir={tmp_path}", "--datasets=mnist", "--preset=test",
+                        "--methods=ocsvm", "--classes=0", "--num_seeds=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is in use by process" in err and err.count("\n") == 1, err
+    code = study_distance.main([f"--workdir={tmp_path}", "--stage=report", "--preset=test"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is in use by process" in err, err
