@@ -89,6 +89,9 @@ def _map_jobs(fn, in_axes):
       it = iter(job_args)
       return fn(*(next(it) if axis == 0 else a for a, axis in zip(args, in_axes)))
     return jax.lax.map(one, per_job)
+  # Compiled programs are named after fn, as under vmap (compilation logs, tests).
+  inner = getattr(fn, "func", fn)  # functools.partial
+  mapped.__name__ = mapped.__qualname__ = getattr(inner, "__name__", "mapped")
   return mapped
 
 
