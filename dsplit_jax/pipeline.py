@@ -29,6 +29,10 @@ def job_keys(seeds, classes) -> np.ndarray:
                    for s, c in zip(seeds, classes)])
 
 
+def _mesh() -> Mesh:
+  return Mesh(np.array(jax.devices()), ("jobs",))
+
+
 class JobAxis:
   """Pads, shards and unpads the job axis: the one place that knows about devices.
 
@@ -41,7 +45,7 @@ class JobAxis:
     n_dev = jax.device_count()
     self.num_jobs = num_jobs
     self.padded = -(-num_jobs // n_dev) * n_dev
-    self.mesh = Mesh(np.array(jax.devices()), ("jobs",))
+    self.mesh = _mesh()
 
   def put(self, tree):
     """Per-job arrays [J, ...] (numpy or jax) -> padded and sharded over devices."""
@@ -99,7 +103,7 @@ def over_jobs(fn, in_axes, *, donate: bool = False, mapping: str = "vmap"):
   """jit(vmap(fn)) (or lax.map, `mapping`, see `job_map`) whose job axis is split over
   all local devices with `shard_map`.
 
-  Each device runs the vmapped function on its own slice of jobs, so a job's
+  Each device runs the mapped function on its own slice of jobs, so a job's
   numbers do not depend on how many devices there are (XLA's automatic partitioning
   of the same vmapped program gave different SSIMs on 4 fake CPU devices).
   `in_axes`: 0 for per-job arguments, None for shared ones (replicated).
@@ -109,8 +113,7 @@ def over_jobs(fn, in_axes, *, donate: bool = False, mapping: str = "vmap"):
   vmapped = jax.vmap(fn, in_axes=in_axes) if mapping == "vmap" else _map_jobs(fn, in_axes)
   if jax.device_count() > 1:
     specs = tuple(P("jobs") if a == 0 else P() for a in in_axes)
-    mesh = Mesh(np.array(jax.devices()), ("jobs",))
-    vmapped = jax.shard_map(vmapped, mesh=mesh, in_specs=specs, out_specs=P("jobs"),
+    vmapped = jax.shard_map(vmapped, mesh=_mesh(), in_specs=specs, out_specs=P("jobs"),
                             check_vma=False)
   return jax.jit(vmapped, donate_argnums=(0,) if donate else ())
 
