@@ -24,10 +24,13 @@ import numpy as np
 
 from dsplit_jax import configs
 from dsplit_jax import loop
+from dsplit_jax import methods
 from dsplit_jax import runner
 from dsplit_jax import train
 
-_SCORED_BY = {"dsplit": "params", "nnwds": "params", "naive_nn": "params", "ssim": "ae_params"}
+
+# Methods whose fitted networks score new images (the others fit and score in one go).
+_DETECTORS = tuple(n for n, m in methods.METHODS.items() if m.fitted_params is not None)
 
 
 def default_preset() -> str:
@@ -80,8 +83,8 @@ class OneClassClassifier:
   def __init__(self, preset: str | None = None, *, method: str = "dsplit", rho: float = 10.0,
                seed: int = 0, contamination: float = 0.1,
                config: ml_collections.ConfigDict | None = None):
-    if method not in _SCORED_BY:
-      raise ValueError(f"method must be one of {', '.join(_SCORED_BY)}, got {method!r}")
+    if methods.get(method).fitted_params is None:
+      raise ValueError(f"method must be one of {', '.join(_DETECTORS)}, got {method!r}")
     if not 0 < contamination <= 0.5:
       raise ValueError(f"contamination is the expected fraction of abnormal training images, "
                        f"in (0, 0.5]; got {contamination!r}")
@@ -108,7 +111,8 @@ class OneClassClassifier:
       runner.check_run_dir(run_dir, self.config)
     fitted = runner.fit(self.config, self.config.method, jobs, workdir=workdir, run_dir=run_dir,
                         progress=progress or loop.Progress())
-    self._fitted = {k: fitted[k] for k in (_SCORED_BY[self.config.method],)}
+    key = methods.get(self.config.method).fitted_params
+    self._fitted = {key: fitted[key]}
     self.image_shape = tuple(x.shape[1:])
     self.decision_scores_ = self.score(x)
     self.threshold_ = threshold(self.decision_scores_, self.contamination)
@@ -230,9 +234,10 @@ def _template(config, image_shape):
   """Parameter shapes of a fitted detector, stacked over one job, for deserialising."""
   x = np.zeros((2,) + tuple(image_shape), np.float32)
   key = jax.random.PRNGKey(0)
-  if _SCORED_BY[config.method] == "params":
+  key = methods.get(config.method).fitted_params
+  if key == "params":
     model = train.make_classifier(config)
     params = model.init(key, x, method=model.init_all)
   else:
     params = train.make_autoencoder(config, image_shape).init(key, x)
-  return {_SCORED_BY[config.method]: jax.tree.map(lambda a: np.asarray(a)[None], params)}
+  return {key: jax.tree.map(lambda a: np.asarray(a)[None], params)}

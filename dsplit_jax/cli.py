@@ -14,6 +14,7 @@ from dsplit_jax import api
 from dsplit_jax import configs
 from dsplit_jax import data
 from dsplit_jax import loop
+from dsplit_jax import methods as methods_lib
 from dsplit_jax import runner
 from dsplit_jax import workdir as workdir_lib
 
@@ -36,11 +37,11 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
   if dataset not in data.DATASETS:
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(data.DATASETS)}")
   config.data_dir = data_dir or ""
-  methods = runner.METHODS if method == "all" else _parse_list(method, "method")
-  for m in methods:
-    if m not in runner.METHODS:
-      raise ValueError(f"unknown method {m!r}; choose one of {', '.join(runner.METHODS)}, all")
-  config.method = methods[0]
+  chosen = methods_lib.NAMES if method == "all" else _parse_list(method, "method")
+  for m in chosen:
+    if m not in methods_lib.METHODS:
+      raise ValueError(f"unknown method {m!r}; choose one of {', '.join(methods_lib.NAMES)}, all")
+  config.method = chosen[0]
   if rho is not None:
     config.rho = float(rho)
   if num_seeds < 1 or seed < 0:
@@ -57,11 +58,11 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
                        f"got {normal_class!r}") from None
   for item in overrides:
     _override(config, item)
-  for m in methods:
+  for m in chosen:
     config.method = m
     runner.validate(config)
-  config.method = methods[0]
-  return config, list(methods)
+  config.method = chosen[0]
+  return config, list(chosen)
 
 
 def _override(config, item: str):

@@ -23,6 +23,7 @@ import numpy as np
 from dsplit_jax import data
 from dsplit_jax import layers
 from dsplit_jax import loop
+from dsplit_jax import methods
 from dsplit_jax import metrics
 from dsplit_jax import models
 from dsplit_jax import pipeline
@@ -30,14 +31,12 @@ from dsplit_jax import records
 from dsplit_jax import train
 from dsplit_jax import workdir as workdir_lib
 
-METHODS = ("dsplit", "naive_nn", "nnwds", "ssim", "dsvdd", "ocsvm", "hog_ocsvm", "iforest")
-SPLIT_METHODS = ("dsplit", "nnwds", "ssim")
-CLASSICAL_METHODS = ("ocsvm", "hog_ocsvm", "iforest")
 # Fields that say which jobs run, not how: they stay out of the config hash.
 _JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method")
-# Fields only dsplit reads: other methods' hashes ignore them, so an nnwds or naive_nn
-# record stays valid (and is reused by the grid) whichever distance head is chosen.
-_DSPLIT_FIELDS = (("model", "distance_head"), ("train", "pairs"))
+# Fields only the pair losses read (dsplit's): other methods' hashes ignore them, so an
+# nnwds or naive_nn record stays valid (and is reused by the grid) whichever distance
+# head is chosen.
+_DISTANCE_HEAD_FIELDS = (("model", "distance_head"), ("train", "pairs"))
 # Fields added after records and cached autoencoders were written: at the value that
 # reproduces the earlier behaviour they stay out of every hash, so those stay valid.
 _COMPATIBLE_DEFAULTS = {("ae", "output_bias"): "zero"}
@@ -82,8 +81,9 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
   if config.model.conv_impl not in layers.CONV_IMPLS:
     raise ConfigError(f"model.conv_impl must be one of {', '.join(layers.CONV_IMPLS)}, "
                       f"got {config.model.conv_impl!r}")
-  if config.method not in METHODS:
-    raise ConfigError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+  if config.method not in methods.METHODS:
+    raise ConfigError(f"unknown method {config.method!r}; choose one of "
+                      f"{', '.join(methods.NAMES)}")
   if not 0 < config.rho < 100:
     raise ConfigError(f"rho must be in (0, 100) percent, got {config.rho}")
   if not config.seeds or any(int(s) < 0 for s in config.seeds):
@@ -105,8 +105,8 @@ def hashed_fields(config: ml_collections.ConfigDict) -> dict:
   """The config fields that change a job's result under its method."""
   d = _drop_compatible_defaults(
       {k: v for k, v in config.to_dict().items() if k not in _JOB_FIELDS})
-  if config.method != "dsplit":
-    for section, field in _DSPLIT_FIELDS:
+  if not methods.get(config.method).uses_distance_head:
+    for section, field in _DISTANCE_HEAD_FIELDS:
       d.get(section, {}).pop(field, None)
   return d
 
@@ -249,13 +249,14 @@ def fit(config, method: str, jobs: Jobs, *, workdir: str | None = None,
         run_dir: str | None = None, progress=None) -> dict:
   """Trains `method` for every job; returns what scoring needs (stacked over jobs)."""
   fitted = {}
-  if method in SPLIT_METHODS:
+  spec = methods.get(method)
+  if spec.needs_split:
     fitted["ae_params"] = _autoencoders(config, jobs, workdir, progress)
     fitted["ssim_train"] = pipeline.ssim_of(config, fitted["ae_params"], jobs.pool,
                                             jobs.train_idx)
-  if method in train.CLASSIFIER_METHODS:
+  if spec.trains_classifier:
     splits = (pipeline.split(config, fitted["ssim_train"], jobs.train_idx, jobs.train_count)
-              if method != "naive_nn" else None)
+              if spec.labels_from_split else None)
     if splits is not None and progress:
       progress.printer(split_line(config.rho, int(splits.atypical_count[0]),
                                   int(jobs.train_count[0])))
@@ -279,9 +280,10 @@ def split_line(rho: float, used: int, count: int) -> str:
 
 def score(config, method: str, fitted: dict, images: np.ndarray) -> np.ndarray:
   """Anomaly scores [J, M], higher = more abnormal."""
-  if method in train.CLASSIFIER_METHODS:
+  scorer = methods.get(method).scorer
+  if scorer == "classifier":
     return pipeline.classifier_scores(config, fitted["params"], images)
-  if method == "ssim":
+  if scorer == "ssim":
     num_jobs = len(jax.tree.leaves(fitted["ae_params"])[0])
     idx = np.tile(np.arange(len(images), dtype=np.int32), (num_jobs, 1))
     return -pipeline.ssim_of(config, fitted["ae_params"], images, idx)
@@ -290,7 +292,7 @@ def score(config, method: str, fitted: dict, images: np.ndarray) -> np.ndarray:
 
 def _baseline_scores(config, method, jobs: Jobs, progress) -> np.ndarray:
   from dsplit_jax.baselines import classical, dsvdd  # Heavy imports only when needed.
-  if method in CLASSICAL_METHODS:
+  if methods.get(method).scorer == "classical":
     out = []
     for c, s, idx, n in zip(jobs.classes, jobs.seeds, jobs.train_idx, jobs.train_count):
       train_images, test_images = jobs.pool[idx[:n]], jobs.test_images
@@ -371,7 +373,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
                    f"{sorted(set(jobs.classes))} x seeds {sorted(set(jobs.seeds))}) on "
                    f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
   start = time.time()
-  if config.method not in train.CLASSIFIER_METHODS + ("ssim",):
+  spec = methods.get(config.method)
+  if spec.fitted_params is None:
     scores = _baseline_scores(config, config.method, jobs, progress)
   else:
     fitted = fit(config, config.method, jobs, workdir=workdir, run_dir=run_dir,
@@ -385,8 +388,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
                   train_split_index=jobs.pool_split_index[jobs.train_idx[j, :n]])
   wall = time.time() - start
   new = []
-  final = (loop.final_losses(run_dir, config.method)
-           if config.method in train.CLASSIFIER_METHODS else {})
+  final = loop.final_losses(run_dir, config.method) if spec.trains_classifier else {}
   for j, (c, s) in enumerate(zip(jobs.classes, jobs.seeds)):
     labels = (jobs.test_classes != c).astype(np.int32)
     auc = metrics.auc(labels, scores[j])
@@ -394,7 +396,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
                                                           config.rho, s, chash)),
               scores=scores[j], labels=labels)
     extra = {}
-    if config.method in train.CLASSIFIER_METHODS:
+    if spec.trains_classifier:
       extra["final_losses"] = final.get(f"c{c}s{s}", {})
     rec = records.make_record(
         dataset=config.dataset, normal_class=c, method=config.method, seed=s,

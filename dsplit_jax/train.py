@@ -18,11 +18,11 @@ import numpy as np
 import optax
 
 from dsplit_jax import losses
+from dsplit_jax import methods
 from dsplit_jax import models
 
 # Every random stream of a job is `fold_in(job_key, PHASE)`, then `fold_in(., step)`.
 PHASE_AE, PHASE_CLASSIFIER = 1, 2
-CLASSIFIER_METHODS = ("dsplit", "nnwds", "naive_nn")
 # Which pairs of a batch the closeness and dispersion losses see (BUILD_NOTES.md, 6):
 # "neighbours": B + 1 images give the B pairs (i, i + 1); "all": B images give all
 # B(B - 1)/2 pairs i < j, from the same one forward pass.
@@ -232,10 +232,12 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
                     *, model, tx, config, method: str):
   """One iteration of one job: the method's losses in turn, batches drawn in the graph.
 
-  dsplit: closeness, intra-class, dispersion (section 2.3); nnwds: intra-class only;
-  naive_nn: binary cross-entropy with every normal image labelled 0 (no split).
+  `methods.get(method).losses`: dsplit closeness, intra-class, dispersion (section 2.3);
+  nnwds intra-class only; naive_nn binary cross-entropy with every normal image
+  labelled 0 (no split).
   """
-  if method not in CLASSIFIER_METHODS:
+  spec = methods.get(method)
+  if not spec.trains_classifier:
     raise ValueError(f"not a classifier method: {method}")
   b = config.train.batch_size
   n_atyp = int(round(b * config.train.atypical_fraction))
@@ -244,24 +246,23 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
   metrics = {}
   pairs = config.train.pairs
   b_pairs = pair_batch_size(b, pairs)
-  if method == "dsplit":
+  if "closeness" in spec.losses:
     x = draw(k_close, pool, split.typical_idx, split.typical_count, b_pairs)
     state, m = closeness_step(state, x, pairs=pairs, **kw)
     metrics.update(m)
-  if method in ("dsplit", "nnwds"):
-    x = jnp.concatenate([
-        draw(k_typ, pool, split.typical_idx, split.typical_count, b - n_atyp),
-        draw(k_atyp, pool, split.atypical_idx, split.atypical_count, n_atyp)])
-    y = jnp.concatenate([jnp.zeros(b - n_atyp), jnp.ones(n_atyp)])
+  if "intra_class" in spec.losses:
+    if spec.labels_from_split:
+      x = jnp.concatenate([
+          draw(k_typ, pool, split.typical_idx, split.typical_count, b - n_atyp),
+          draw(k_atyp, pool, split.atypical_idx, split.atypical_count, n_atyp)])
+      y = jnp.concatenate([jnp.zeros(b - n_atyp), jnp.ones(n_atyp)])
+    else:  # naive_nn: every normal image, labelled 0
+      x, y = draw(k_typ, pool, train_idx, train_count, b), jnp.zeros(b)
     state, m = intra_class_step(state, x, y, **kw)
     metrics.update(m)
-  if method == "dsplit":
+  if "dispersion" in spec.losses:
     x = draw(k_disp, pool, split.atypical_idx, split.atypical_count, b_pairs)
     state, m = dispersion_step(state, x, pairs=pairs, **kw)
-    metrics.update(m)
-  if method == "naive_nn":
-    x = draw(k_typ, pool, train_idx, train_count, b)
-    state, m = intra_class_step(state, x, jnp.zeros(b), **kw)
     metrics.update(m)
   return state, metrics
 

@@ -31,12 +31,13 @@ from dsplit_jax import api
 from dsplit_jax import cli
 from dsplit_jax import data
 from dsplit_jax import loop
+from dsplit_jax import methods as methods_lib
 from dsplit_jax import records
 from dsplit_jax import runner
 
 # Methods whose result depends on rho (they train on the typical/atypical labels).
 # `ssim` uses the split's autoencoder but scores by SSIM alone, so rho does not matter.
-RHO_METHODS = ("dsplit", "nnwds")
+RHO_METHODS = methods_lib.names(uses_rho=True)
 
 
 @dataclasses.dataclass
@@ -73,7 +74,8 @@ def make_cells(*, datasets, methods="all", rhos=(), preset, classes="all", seed=
         preset=preset, dataset=dataset, normal_class=classes, method=methods, rho=None,
         seed=seed, num_seeds=num_seeds, data_dir=data_dir, overrides=list(overrides))
     for method in dict.fromkeys(chosen):
-      cell_rhos = dict.fromkeys(rhos) if method in RHO_METHODS and rhos else [config.rho]
+      cell_rhos = (dict.fromkeys(rhos) if methods_lib.get(method).uses_rho and rhos
+                   else [config.rho])
       for rho in cell_rhos:
         c = config.copy_and_resolve_references()
         c.method, c.rho = method, float(rho)
@@ -167,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", required=True, help="Records, scores, splits, checkpoints.")
   p.add_argument("--datasets", default="mnist,fashion_mnist,cifar10", help="Comma list.")
   p.add_argument("--methods", default="all",
-                 help=f"Comma list of {', '.join(runner.METHODS)}, or all.")
+                 help=f"Comma list of {', '.join(methods_lib.NAMES)}, or all.")
   p.add_argument("--rhos", default="",
                  help=f"Comma list of rho (%%) for {', '.join(RHO_METHODS)}; "
                       "default: the preset's rho only (Table 1). Fig. 4: 5,10,20,30,40,50.")

@@ -6,7 +6,7 @@ import types
 import numpy as np
 import pytest
 
-from dsplit_jax import data, metrics
+from dsplit_jax import data, metrics, methods
 from dsplit_jax.baselines import classical
 
 
@@ -72,7 +72,7 @@ def test_run_dispatches_and_rejects_unknown_methods():
   task = types.SimpleNamespace(train_images=np.tile(train, (1, 6, 6, 1)),
                                test_images=np.tile(test, (1, 6, 6, 1)))
   cfg = classical.get_config()
-  for method in classical.METHODS:
+  for method in methods.names(scorer="classical"):
     scores = classical.run(method, task, cfg, seed=0)
     assert scores.shape == (100,) and np.all(np.isfinite(scores))
   with pytest.raises(ValueError, match="method"):

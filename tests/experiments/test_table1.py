@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from dsplit_jax import methods
 from dsplit_jax import records
 from dsplit_jax import runner
 from experiments import render
@@ -30,7 +31,7 @@ def test_cells_table1_first_then_rho_sweep():
   assert all(c.config.preset == "test" for c in cells)
   # Without --rhos every method runs once, at the preset's rho.
   cells = table1.make_cells(datasets=["mnist"], methods="all", preset="test", classes="3")
-  assert _names(cells) == [f"mnist {m} rho=10" for m in runner.METHODS]
+  assert _names(cells) == [f"mnist {m} rho=10" for m in methods.NAMES]
 
 
 @pytest.mark.parametrize("argv,message", [
