@@ -65,11 +65,13 @@ def conv_patches(x, kernel, strides, pads):
 
 
 class PatchConv(nn.Module):
-  """`nn.Conv` (SAME/VALID padding, strides, bias) computed by `conv_patches`."""
+  """`nn.Conv` (SAME/VALID or explicit ((lo, hi), (lo, hi)) padding, strides, optional
+  bias) computed by `conv_patches`."""
   features: int
   kernel_size: Sequence[int]
   strides: int | Sequence[int] = 1
-  padding: str = "SAME"
+  padding: str | Sequence[tuple[int, int]] = "SAME"
+  use_bias: bool = True
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros_init()
 
@@ -77,11 +79,16 @@ class PatchConv(nn.Module):
   def __call__(self, x):
     ks = tuple(self.kernel_size)
     kernel = self.param("kernel", self.kernel_init, ks + (x.shape[-1], self.features))
-    bias = self.param("bias", self.bias_init, (self.features,))
-    return self._convolve(x, kernel, ks, _pairs(self.strides)) + bias
+    y = self._convolve(x, kernel, ks, _pairs(self.strides))
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,))
+    return y
 
   def _convolve(self, x, kernel, ks, strides):
-    pads = lax.padtype_to_pads(x.shape[-3:-1], ks, strides, self.padding)
+    if isinstance(self.padding, str):
+      pads = lax.padtype_to_pads(x.shape[-3:-1], ks, strides, self.padding)
+    else:
+      pads = [tuple(p) for p in self.padding]
     return conv_patches(x, kernel, strides, pads)
 
 
@@ -134,6 +141,8 @@ class PatchConvTranspose(PatchConv):
   """`nn.ConvTranspose` (transpose_kernel=False) computed by `conv_transpose_patches`."""
 
   def _convolve(self, x, kernel, ks, strides):
+    if not isinstance(self.padding, str):
+      raise ValueError(f"PatchConvTranspose takes SAME or VALID padding, got {self.padding!r}")
     pads = [_transpose_pads(k, s, self.padding) for k, s in zip(ks, strides)]
     return conv_transpose_patches(x, kernel, strides, pads)
 
