@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from dsplit_jax import configs
+from dsplit_jax import data
 from dsplit_jax import loop
 from dsplit_jax import methods
 from dsplit_jax import runner
@@ -64,7 +65,7 @@ def as_images(images, image_shape=None) -> np.ndarray:
   if x.ndim != 4 or x.shape[0] == 0:
     raise ValueError(f"expected a non-empty batch of images [N,H,W(,C)], got shape {x.shape}")
   if x.dtype == np.uint8:
-    x = x.astype(np.float32) / 255.0
+    x = data.preprocessing.unit_interval(x)
   else:
     x = x.astype(np.float32)
     if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
@@ -102,10 +103,8 @@ class OneClassClassifier:
     x = as_images(images)
     if len(x) < 4:
       raise ValueError(f"need at least 4 normal images to split and pair, got {len(x)}")
-    runner.validate_training(self.config)
-    n = len(x)
-    jobs = runner.Jobs("custom", [0], [int(self.config.seeds[0])], x, np.arange(n),
-                       np.arange(n, dtype=np.int32)[None], np.array([n], np.int32), None, None)
+    configs.validate(self.config, check_dataset=False)
+    jobs = data.Jobs.of_images(x, self.config.seeds[0])
     run_dir = os.path.join(workdir, "run") if workdir else None
     if run_dir:
       runner.check_run_dir(run_dir, self.config)
@@ -198,7 +197,7 @@ class OneClassClassifier:
       image_shape = tuple(int(n) for n in meta["image_shape"])
       clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0],
                 contamination=meta.get("contamination", 0.1))
-      runner.validate_training(clf.config)
+      configs.validate(clf.config, check_dataset=False)
       template = _template(config, image_shape)
     except Exception as e:  # JSON, a missing key, a bad field: all mean "edited or torn".
       raise ValueError(f"{meta_path}: not a detector's description ({type(e).__name__}: "

@@ -60,7 +60,7 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
     _override(config, item)
   for m in chosen:
     config.method = m
-    runner.validate(config)
+    configs.validate(config)
   config.method = chosen[0]
   return config, list(chosen)
 
@@ -110,7 +110,7 @@ def run(config, methods, *, workdir: str, score_dir=None, scores_csv=None) -> in
                 f"rho {r['rho']:g}: {100 * r['auc']:.2f}")
     print(f"records: {os.path.join(workdir, 'results.jsonl')}")
     return 0
-  except (runner.ConfigError, data.DataError, ValueError, workdir_lib.WorkdirBusy) as e:
+  except (configs.ConfigError, data.DataError, ValueError, workdir_lib.WorkdirBusy) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
 

@@ -72,7 +72,8 @@ def main(argv=None):
       t0 = time.time()
       seeds = range(args.iforest_seeds) if m == "iforest" else (0,)
       aucs = [metrics.auc(task.test_labels,
-                          classical.run(m, task, cfg, seed=s)) for s in seeds]
+                          classical.run(m, task.train_images, task.test_images,
+                                        cfg, seed=s)) for s in seeds]
       ours[m].append(100.0 * float(np.mean(aucs)))
       line.append(f"{m}={ours[m][-1]:.1f} "
                   f"(paper {ref[m][c]:.1f}, "

@@ -29,10 +29,10 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from dsplit_jax import api
+from dsplit_jax import configs
 from dsplit_jax import methods
 from dsplit_jax import models
 from dsplit_jax import records
-from dsplit_jax import runner
 from experiments import table1
 
 SCREEN_CLASSES = {"mnist": (2, 4, 5, 8), "fashion_mnist": (1, 2, 4, 8)}
@@ -99,7 +99,7 @@ def cell_records(cells, results: str) -> dict[str, list[dict]]:
   for variant, cell in cells:
     jobs = cell.jobs()
     for r in records.read_records(results, dataset=cell.dataset, method=cell.method,
-                                  rho=cell.rho, config_hash=runner.config_hash(cell.config)):
+                                  rho=cell.rho, config_hash=configs.config_hash(cell.config)):
       if (r["normal_class"], r["seed"]) in jobs:
         out[variant].append(r)
   return out

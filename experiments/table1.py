@@ -29,6 +29,7 @@ import ml_collections
 
 from dsplit_jax import api
 from dsplit_jax import cli
+from dsplit_jax import configs
 from dsplit_jax import data
 from dsplit_jax import loop
 from dsplit_jax import methods as methods_lib
@@ -79,7 +80,7 @@ def make_cells(*, datasets, methods="all", rhos=(), preset, classes="all", seed=
       for rho in cell_rhos:
         c = config.copy_and_resolve_references()
         c.method, c.rho = method, float(rho)
-        runner.validate(c)
+        configs.validate(c)
         (table if c.rho == config.rho else sweep).append(Cell(c))
   return table + sweep
 
@@ -88,7 +89,7 @@ def missing_jobs(cell: Cell, results: str) -> set[tuple[int, int]]:
   """(class, seed) jobs of the cell without a record of this exact config."""
   done = {(r["normal_class"], r["seed"]) for r in records.read_records(
       results, dataset=cell.dataset, method=cell.method, rho=cell.rho,
-      config_hash=runner.config_hash(cell.config))}
+      config_hash=configs.config_hash(cell.config))}
   return cell.jobs() - done
 
 

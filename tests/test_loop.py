@@ -3,6 +3,7 @@
 import numpy as np
 
 from dsplit_jax import loop
+from dsplit_jax import records
 
 
 def test_progress_shows_the_worst_job_of_a_stack():
@@ -33,13 +34,13 @@ def test_loss_curves_are_saved_per_job_and_survive_a_rerun_chunk(tmp_path):
   loop.run_phase("dsplit", {"w": np.zeros(2)}, chunk, total_steps=100, chunk_steps=50,
                  ckpt_dir=str(tmp_path), curve_jobs=["c0s0", "c1s0"])
   # The second chunk runs again (as after a kill before its checkpoint): no duplicates.
-  loop._append_curves(str(tmp_path / loop.CURVES_FILE), "dsplit", 50,
-                      chunk(None, 50)[1], ["c0s0", "c1s0"])
-  curves = loop.read_curves(str(tmp_path))
+  records.append_curves(str(tmp_path / records.CURVES_FILE), "dsplit", 50,
+                        chunk(None, 50)[1], ["c0s0", "c1s0"])
+  curves = records.read_curves(str(tmp_path))
   assert set(curves["dsplit"]) == {"c0s0", "c1s0"}  # the padded job is not saved
   points = curves["dsplit"]["c1s0"]["closeness"]
   assert [s for s, _ in points] == [25, 50, 75, 100]
   np.testing.assert_allclose([v for _, v in points], [10 * 12, 10 * 37, 10 * 62, 10 * 87])
-  assert loop.final_losses(str(tmp_path), "dsplit")["c0s0"] == {"closeness": 87.0,
-                                                                "dispersion": 174.0}
-  assert "c9s9" not in loop.final_losses(str(tmp_path), "dsplit")
+  assert records.final_losses(str(tmp_path), "dsplit")["c0s0"] == {"closeness": 87.0,
+                                                                   "dispersion": 174.0}
+  assert "c9s9" not in records.final_losses(str(tmp_path), "dsplit")

@@ -116,14 +116,13 @@ def iforest_scores(train, test, *, n_estimators: int = 100,
   return -model.score_samples(_flat(test))
 
 
-def run(method: str, task, cfg: ml_collections.ConfigDict,
-        seed: int = 0) -> np.ndarray:
-  """Scores of `method` on `task.test_images` (train: `task.train_images`).
+def run(method: str, train: np.ndarray, test: np.ndarray,
+        cfg: ml_collections.ConfigDict, seed: int = 0) -> np.ndarray:
+  """Scores of `method` (trained on `train`) on `test`, higher = more abnormal.
 
-  `task` is a `data.OneClassTask` built with `cfg.preprocessing`; OCSVM and
-  HOG are deterministic, so `seed` only reaches the Isolation Forest.
+  The images ([N, H, W, C]) come preprocessed as `cfg.preprocessing` says;
+  OCSVM and HOG are deterministic, so `seed` only reaches the Isolation Forest.
   """
-  train, test = task.train_images, task.test_images
   if method == "ocsvm":
     return ocsvm_scores(train, test, nu=cfg.ocsvm_nu, gamma=cfg.ocsvm_gamma,
                         cache_mb=cfg.ocsvm_cache_mb)

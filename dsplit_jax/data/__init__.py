@@ -8,6 +8,9 @@ then tensorflow-datasets (see `sources`).
 from dsplit_jax.data import preprocessing
 from dsplit_jax.data.errors import DataError
 from dsplit_jax.data.folder import load_image_files
+from dsplit_jax.data.jobs import Jobs
+from dsplit_jax.data.jobs import describe_sources
+from dsplit_jax.data.jobs import load_jobs
 from dsplit_jax.data.one_class import OneClassTask
 from dsplit_jax.data.one_class import one_class_task
 from dsplit_jax.data.sources import DATASETS
@@ -20,11 +23,14 @@ from dsplit_jax.data.sources import source_files
 __all__ = [
     "DATASETS",
     "DataError",
+    "Jobs",
     "OneClassTask",
     "class_names",
     "describe_files",
+    "describe_sources",
     "load",
     "load_image_files",
+    "load_jobs",
     "num_classes",
     "one_class_task",
     "preprocessing",
