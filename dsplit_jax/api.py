@@ -34,9 +34,7 @@ from dsplit_jax import train
 _DETECTORS = tuple(n for n, m in methods.METHODS.items() if m.fitted_params is not None)
 
 
-def default_preset() -> str:
-  """`paper` when JAX sees an accelerator, else `cpu`."""
-  return "cpu" if jax.default_backend() == "cpu" else "paper"
+default_preset = configs.default_preset
 
 
 def threshold(train_scores, contamination: float) -> float:

@@ -4,6 +4,8 @@
   dsplit --dataset=mnist --normal_class=all --num_seeds=2 --preset=cpu
   dsplit --dataset=folder --data_dir=GOOD --score_dir=NEW --scores_csv=s.csv
   dsplit --preset=cpu --print_config               (every config field, for --set)
+  dsplit --config=dsplit_jax/configs/cpu.py --config.train.steps=300
+                                                   (= --preset=cpu --set=train.steps=300)
 
 Presets: paper (accelerators), cpu (a 2-core machine), test (tiny, smoke tests).
 Missing datasets are downloaded on first use (python -m dsplit_jax.data.download).
@@ -16,10 +18,15 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
+from ml_collections import config_flags
 
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "A config file (get_config(), e.g. dsplit_jax/configs/cpu.py); its "
+    "fields can be set with --config.key=value. Default: --preset's file.", lock_config=True)
 _PRESET = flags.DEFINE_string("preset", None, "paper (accelerators), cpu (a 2-core machine) "
-                              "or test (tiny networks, smoke tests only); default: paper when "
-                              "JAX sees an accelerator, else cpu.")
+                              "or test (tiny networks, smoke tests only): the config file "
+                              "dsplit_jax/configs/<preset>.py; default: paper when JAX sees an "
+                              "accelerator, else cpu.")
 _DATASET = flags.DEFINE_string("dataset", "mnist", "mnist, fashion_mnist, cifar10 or folder.")
 _NORMAL_CLASS = flags.DEFINE_string("normal_class", "0", "A class index, a comma list, or all.")
 _METHOD = flags.DEFINE_string("method", "dsplit", "dsplit, naive_nn, nnwds, ssim, dsvdd, "
@@ -36,7 +43,8 @@ _SCORE_DIR = flags.DEFINE_string("score_dir", None, "Folder of new images to sco
 _SCORES_CSV = flags.DEFINE_string("scores_csv", None, "CSV of file name and score; default "
                                   "<workdir>/scores.csv.")
 _OVERRIDE = flags.DEFINE_multi_string("set", [], "Config override, e.g. --set=train.steps=200 "
-                                       "(--print_config lists every field).")
+                                       "(= --config.train.steps=200; --print_config lists "
+                                       "every field).")
 _PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print the resolved config (preset, "
                                   "flags and --set applied) and exit without running.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an unexpected error.")
@@ -54,9 +62,11 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
   logging.info("JAX devices: %s", jax.devices())
+  if _CONFIG.value is not None and _PRESET.value:
+    _fail("give --config or --preset, not both")
   try:
     config, methods = cli.config_from_flags(
-        preset=_PRESET.value, dataset=_DATASET.value, normal_class=_NORMAL_CLASS.value,
+        config=_CONFIG.value, preset=_PRESET.value, dataset=_DATASET.value, normal_class=_NORMAL_CLASS.value,
         method=_METHOD.value, rho=_RHO.value, seed=_SEED.value, num_seeds=_NUM_SEEDS.value,
         data_dir=_DATA_DIR.value, overrides=_OVERRIDE.value)
   except ValueError as e:
@@ -80,6 +90,18 @@ def main(argv):
   sys.exit(code)
 
 
+def _parse_flags(argv):
+  """absl's parser; a `--config.<field>` the config lacks is one line, not a traceback
+  (config_flags raises KeyError / AttributeError for it while parsing)."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as e:
+    arg = e
+    while isinstance(arg, BaseException) and arg.args:
+      arg = arg.args[0]
+    _fail(f"--config: unknown config field {' '.join(str(arg).split())}")
+
+
 def run():
   """Entry point of the installed `dsplit` command."""
   # absl's --help shows __main__'s docstring and the flags of the module named
@@ -89,7 +111,7 @@ def run():
     main_module.__doc__ = __doc__
     for flag in flags.FLAGS.get_key_flags_for_module(__name__):
       flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

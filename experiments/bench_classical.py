@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from dsplit_jax import data, metrics, paper
+from dsplit_jax import configs, data, metrics, paper
 from dsplit_jax import methods as methods_lib
 from dsplit_jax.baselines import classical
 
@@ -39,7 +39,7 @@ def main(argv=None):
                  help="default: $DSPLIT_DATA_DIR")
   args = p.parse_args(argv)
 
-  cfg = classical.get_config()
+  cfg = configs.get_preset("paper").classical
   if args.preprocessing is not None:
     cfg.preprocessing = args.preprocessing
   if args.hog_block_norm is not None:

@@ -21,26 +21,6 @@ from sklearn import ensemble, svm
 CHANNEL_MODES = ("grey", "max", "concat")
 
 
-def get_config() -> ml_collections.ConfigDict:
-  """Faithful defaults; the presets copy this into `config.classical`."""
-  cfg = ml_collections.ConfigDict()
-  # Preprocessing the caller passes to `data.one_class_task`; `run` takes the
-  # task as it is. "none" (pixels in [0, 1]) matches the paper, "gcn_minmax"
-  # (Ruff et al.) does not (notes/baselines.md).
-  cfg.preprocessing = "none"
-  cfg.ocsvm_nu = 0.15
-  cfg.ocsvm_gamma = "auto"  # scikit-learn: 1 / n_features, the paper's choice.
-  cfg.ocsvm_cache_mb = 1000.0  # kernel cache; speed only.
-  cfg.hog_orientations = 9
-  cfg.hog_pixels_per_cell = 8
-  cfg.hog_cells_per_block = 3
-  cfg.hog_block_norm = "L1"  # "L2-Hys" is scikit-image's default since 0.15.
-  cfg.hog_channel_mode = "grey"  # colour images only; see `hog_features`.
-  cfg.iforest_trees = 100
-  cfg.iforest_max_samples = "auto"  # min(256, n), Liu et al.'s psi.
-  return cfg
-
-
 def _flat(x: np.ndarray) -> np.ndarray:
   x = np.asarray(x)
   return x.reshape(len(x), -1)

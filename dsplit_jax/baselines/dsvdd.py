@@ -43,7 +43,6 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
@@ -51,68 +50,6 @@ from dsplit_jax import layers
 from dsplit_jax.data import preprocessing as prep
 
 NETS = ("auto", "mnist_lenet", "cifar10_lenet")
-
-
-def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
-  """Hyperparameters; the presets copy one of these into `config.dsvdd`.
-
-  variant:
-    "paper":   the authors' MNIST command (README of Deep-SVDD-PyTorch),
-               also used for Fashion-MNIST: 150 + 150 epochs.
-    "cifar10": the authors' CIFAR-10 command (AE 350 epochs, milestone 250,
-               AE weight decay 0.5e-6).
-    "cpu":     25 AE + 25 Deep SVDD epochs (milestones 20), otherwise as
-               "paper"; MNIST AUCs within about a point of "paper"
-               (notes/baselines.md).
-    "test":    3 + 3 epochs, for unit tests only.
-  """
-  c = ml_collections.ConfigDict()
-  c.net = "auto"  # "auto": mnist_lenet for 1 channel, cifar10_lenet for 3.
-  c.preprocessing = "gcn_minmax"  # GCN (L1) + min-max of the normal class.
-  c.objective = "one-class"  # the only objective implemented.
-  c.bn_eps = 1e-4
-  c.bn_momentum = 0.9  # flax convention; PyTorch's momentum 0.1.
-  c.leaky_slope = 0.01  # F.leaky_relu default.
-  c.center_eps = 0.1
-  c.pretrain = True
-  # Deep SVDD phase (authors' flags --lr --n_epochs --lr_milestone ...).
-  c.lr = 1e-4
-  c.epochs = 150
-  c.lr_milestones = (50,)
-  c.batch_size = 200
-  c.weight_decay = 0.5e-6
-  # Autoencoder phase (--ae_lr --ae_n_epochs --ae_lr_milestone ...).
-  c.ae_lr = 1e-4
-  c.ae_epochs = 150
-  c.ae_lr_milestones = (50,)
-  c.ae_batch_size = 200
-  c.ae_weight_decay = 0.5e-3
-  c.eval_batch_size = 1000  # centre and scoring chunks; speed/memory only.
-  if variant == "paper":
-    pass
-  elif variant == "cifar10":
-    c.ae_epochs = 350
-    c.ae_lr_milestones = (250,)
-    c.ae_weight_decay = 0.5e-6
-  elif variant == "cpu":
-    c.ae_epochs, c.ae_lr_milestones = 25, (20,)
-    c.epochs, c.lr_milestones = 25, (20,)
-  elif variant == "test":
-    c.ae_epochs, c.ae_lr_milestones = 3, (2,)
-    c.epochs, c.lr_milestones = 3, (2,)
-  else:
-    raise ValueError(f"unknown variant {variant!r}")
-  return c
-
-
-def resolve_config(cfg) -> ml_collections.ConfigDict:
-  """`cfg` laid over the "paper" defaults (a preset may set only what it
-  changes); unknown fields raise KeyError."""
-  out = get_config("paper")
-  out.lock()
-  for k, v in cfg.items():
-    out[k] = v
-  return out
 
 
 # --------------------------------------------------------------------------
@@ -568,8 +505,9 @@ def prepare(preprocessing: str, pool, job_idx, job_counts, test_images):
 
 
 def run(config, jobs, progress=None) -> np.ndarray:
-  """Entry point of `runner`: Deep SVDD scores [J, M] for `runner.Jobs`."""
-  cfg = resolve_config(config.dsvdd)
+  """Deep SVDD scores [J, M] for `data.Jobs`, with `config.dsvdd` and
+  `config.model.conv_impl`."""
+  cfg = config.dsvdd
   pool, test, affine = prepare(cfg.preprocessing, jobs.pool, jobs.train_idx,
                                jobs.train_count, jobs.test_images)
   return train_and_score(cfg, pool, jobs.train_idx, jobs.train_count,

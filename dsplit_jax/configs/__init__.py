@@ -115,7 +115,11 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
   choices = [("model.distance_head", models.DISTANCE_HEADS), ("train.pairs", train.PAIRINGS),
              ("ae.output_bias", ("zero", "mean_logit")),
              ("model.conv_impl", layers.CONV_IMPLS), ("loop", ("auto", "scan", "host")),
-             ("classical.preprocessing", data.one_class.PREPROCESSING)]
+             ("classical.preprocessing", data.one_class.PREPROCESSING),
+             ("classical.hog_channel_mode", ("grey", "max", "concat")),
+             ("dsvdd.preprocessing", ("none", "gcn_minmax")),
+             ("dsvdd.net", ("auto", "mnist_lenet", "cifar10_lenet")),
+             ("dsvdd.objective", ("one-class",))]
   for key, allowed in choices:
     parent, name = _field_parent(config, key)
     if parent[name] not in allowed:
@@ -156,11 +160,16 @@ _JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method")
 _DISTANCE_HEAD_FIELDS = (("model", "distance_head"), ("train", "pairs"))
 # Fields added after records and cached autoencoders were written: at the value that
 # reproduces the earlier behaviour they stay out of every hash, so those stay valid.
-_COMPATIBLE_DEFAULTS = {("ae", "output_bias"): "zero"}
+# Deep SVDD's fields joined the config in issue 15 (before, `dsvdd` held only what a
+# preset changed, laid over the same defaults).
+def _compatible_defaults() -> dict:
+  from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
+  return {("ae", "output_bias"): "zero",
+          **{("dsvdd", k): v for k, v in base.get_config().dsvdd.items()}}
 
 
 def _drop_compatible_defaults(d: dict) -> dict:
-  for (section, field), value in _COMPATIBLE_DEFAULTS.items():
+  for (section, field), value in _compatible_defaults().items():
     if _plain(d.get(section, {}).get(field)) == _plain(value):
       d[section] = {k: v for k, v in d[section].items() if k != field}
   return d

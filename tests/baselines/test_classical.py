@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from dsplit_jax import data, metrics, methods
+from dsplit_jax import configs, data, metrics, methods
 from dsplit_jax.baselines import classical
 
 
@@ -69,7 +69,7 @@ def test_iforest_seed_is_reproducible():
 def test_run_dispatches_and_rejects_unknown_methods():
   train, test, labels = _blobs()
   train, test = np.tile(train, (1, 6, 6, 1)), np.tile(test, (1, 6, 6, 1))
-  cfg = classical.get_config()
+  cfg = configs.get_preset("paper").classical
   for method in methods.names(scorer="classical"):
     scores = classical.run(method, train, test, cfg, seed=0)
     assert scores.shape == (100,) and np.all(np.isfinite(scores))
@@ -86,7 +86,7 @@ def test_mnist_digit_zero_matches_paper_roughly():
   # L1 and 93.2 with L2-Hys (paper, full sets: 98.2, 87.3).
   small = task.train_images[:1000], task.test_images[:2000]
   labels = task.test_labels[:2000]
-  cfg = classical.get_config()
+  cfg = configs.get_preset("paper").classical
   assert metrics.auc(labels, classical.run("ocsvm", *small, cfg)) > 0.96
   hog = metrics.auc(labels, classical.run("hog_ocsvm", *small, cfg))
   assert 0.84 < hog < 0.90

@@ -6,16 +6,15 @@ import types
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from dsplit_jax import data, metrics
+from dsplit_jax import configs, data, metrics
 from dsplit_jax.baselines import dsvdd
 
 
 def _tiny_cfg(**kw):
-  cfg = dsvdd.get_config("test")
+  cfg = configs.get_preset("test").dsvdd
   for k, v in kw.items():
     cfg[k] = v
   return cfg
@@ -153,8 +152,9 @@ def test_runner_entry_point_gcn_and_raw_keys():
   raw = jax.random.key_data(keys)  # what runner.Jobs.keys holds
   jobs = types.SimpleNamespace(pool=pool, train_idx=idx, train_count=counts,
                                keys=raw, test_images=test)
-  got = dsvdd.run(ml_collections.ConfigDict({"dsvdd": cfg, "model": {"conv_impl": "auto"}}),
-                  jobs)
+  config = configs.get_preset("test")
+  config.dsvdd = cfg
+  got = dsvdd.run(config, jobs)
   g_pool, g_test, affine = dsvdd.prepare("gcn_minmax", pool, idx, counts, test)
   np.testing.assert_allclose(affine[0], data.preprocessing.minmax_bounds(
       data.preprocessing.global_contrast_normalization(pool[:150])), rtol=1e-6)
