@@ -84,7 +84,7 @@ def _classical_scores(config, jobs: data.Jobs, progress) -> np.ndarray:
 
 
 def split_line(rho: float, used: int, count: int) -> str:
-  """The split size actually used (`train.split_by_ssim` keeps it within [2, count - 2]),
+  """The split size actually used (`split.split_by_ssim` keeps it within [2, count - 2]),
   with a note when that differs from rho% of the images."""
   line = f"[split] rho={rho:g}%: {used} of {count} images atypical (first job)"
   asked = rho / 100 * count
