@@ -231,10 +231,10 @@ def _template(config, image_shape):
   """Parameter shapes of a fitted detector, stacked over one job, for deserialising."""
   x = np.zeros((2,) + tuple(image_shape), np.float32)
   key = jax.random.PRNGKey(0)
-  key = methods.get(config.method).fitted_params
-  if key == "params":
+  which = methods.get(config.method).fitted_params
+  if which == "params":
     model = train.make_classifier(config)
     params = model.init(key, x, method=model.init_all)
   else:
     params = train.make_autoencoder(config, image_shape).init(key, x)
-  return {key: jax.tree.map(lambda a: np.asarray(a)[None], params)}
+  return {which: jax.tree.map(lambda a: np.asarray(a)[None], params)}

@@ -63,15 +63,20 @@ _torch_init_transposed = nn.initializers.variance_scaling(
 _xavier_leaky = nn.initializers.variance_scaling(
     2 / (1 + 0.01**2), "fan_avg", "uniform")
 
-def _conv(features: int, padding: int, *, transposed: bool, init: str, impl: str,
-          name: str):
+def _conv(features: int, padding: int, channels: int, *, transposed: bool, init: str,
+          impl: str, name: str):
   """5x5 convolution without bias, stride 1, PyTorch's padding `padding`.
 
   `transposed=True` is PyTorch's stride-1 ConvTranspose2d(padding=p): a convolution
   with padding k - 1 - p whose kernel, as in flax's ConvTranspose, is not flipped (a
   re-parametrisation). The module is `layers.conv_modules(impl)`'s, the convolution of
-  every network of the library (`model.conv_impl`).
+  every network of the library (`model.conv_impl`). Under "auto" on CPU a convolution
+  with few channels (C_in * C_out <= layers.TAPS_MAX: all of MNIST's) is "taps": there
+  lax.conv ran 2x and im2col 3-4x slower (notes/baselines.md).
   """
+  if (impl == "auto" and jax.default_backend() == "cpu"
+      and channels * features <= layers.TAPS_MAX):
+    impl = "taps"
   if init == "xavier":
     kernel_init = _xavier_leaky
   else:
@@ -96,7 +101,7 @@ class _Net(nn.Module):
 
     `names`: (conv, bn) module names, PyTorch's attribute names.
     """
-    x = _conv(features, padding, transposed=transposed, init=init,
+    x = _conv(features, padding, x.shape[-1], transposed=transposed, init=init,
               impl=self.conv_impl, name=names[0])(x)
     return nn.leaky_relu(self.bn(x, train, mask, names[1]), self.slope)
 
@@ -177,8 +182,8 @@ class Autoencoder(_Net):
         x = _upsample(self.block(x, w, 2, (f"deconv{i}", f"bn2d{i + 3}"),
                                  train, mask, transposed=True, init="xavier"))
       init, last = "xavier", "deconv4"
-    x = _conv(channels, 2, transposed=True, init=init, impl=self.conv_impl,
-              name=last)(x)
+    x = _conv(channels, 2, x.shape[-1], transposed=True, init=init,
+              impl=self.conv_impl, name=last)(x)
     return nn.sigmoid(x)
 
 

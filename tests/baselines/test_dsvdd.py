@@ -46,10 +46,14 @@ def test_networks_have_no_bias_and_torch_sizes(net, shape, encoder_params):
                                        ("cifar10_lenet", (16, 32, 32, 3))])
 def test_both_conv_impls_are_the_same_network(net, shape):
   # model.conv_impl switches every network's convolutions (layers.conv_modules) between
-  # im2col matrix products and lax.conv: the same parameters and the same function,
+  # im2col matrix products, lax.conv and broadcast multiply-adds (taps): the same
+  # parameters and the same function,
   # including the decoder's stride-1 transposed convolutions and their gradients.
   x = jnp.asarray(np.random.default_rng(0).uniform(size=shape), jnp.float32)
-  nets = {impl: dsvdd.Autoencoder(net=net, conv_impl=impl) for impl in ("patches", "xla")}
+  # taps only where "auto" uses it: unrolled over 25 * C_in taps, a wide layer would
+  # take minutes to compile.
+  impls = ("patches", "xla", "taps") if net == "mnist_lenet" else ("patches", "xla")
+  nets = {impl: dsvdd.Autoencoder(net=net, conv_impl=impl) for impl in impls}
   variables = nets["xla"].init(jax.random.key(0), x)
   assert jax.tree.structure(variables) == jax.tree.structure(
       nets["patches"].init(jax.random.key(0), x))
@@ -61,11 +65,12 @@ def test_both_conv_impls_are_the_same_network(net, shape):
       return jnp.mean((out - x) ** 2), out
     (_, out), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
     got[impl] = (out, grads)
-  np.testing.assert_allclose(got["patches"][0], got["xla"][0], rtol=1e-5, atol=1e-5)
-  # Relative to each gradient's norm (measured: < 1e-5). A batch of 16, since CIFAR's
-  # BatchNorm of the code over a batch of 3 leaves the encoder's gradients to rounding.
-  for a, b in zip(jax.tree.leaves(got["patches"][1]), jax.tree.leaves(got["xla"][1])):
-    assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b)) < 1e-4
+  for impl in impls[:1] + impls[2:]:
+    np.testing.assert_allclose(got[impl][0], got["xla"][0], rtol=1e-5, atol=1e-5)
+    # Relative to each gradient's norm (measured: < 1e-5). A batch of 16, since CIFAR's
+    # BatchNorm of the code over a batch of 3 leaves the encoder's gradients to rounding.
+    for a, b in zip(jax.tree.leaves(got[impl][1]), jax.tree.leaves(got["xla"][1])):
+      assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b)) < 1e-4, impl
 
 
 class _Flat(nn.Module):
