@@ -25,15 +25,16 @@ import numpy as np
 from dsplit_jax import configs
 from dsplit_jax import data
 from dsplit_jax import loop
+from dsplit_jax import methods
 from dsplit_jax import runner
 from dsplit_jax import train
 
-_SCORED_BY = {"dsplit": "params", "nnwds": "params", "naive_nn": "params", "ssim": "ae_params"}
+
+# Methods whose fitted networks score new images (the others fit and score in one go).
+_DETECTORS = tuple(n for n, m in methods.METHODS.items() if m.fitted_params is not None)
 
 
-def default_preset() -> str:
-  """`paper` when JAX sees an accelerator, else `cpu`."""
-  return "cpu" if jax.default_backend() == "cpu" else "paper"
+default_preset = configs.default_preset
 
 
 def threshold(train_scores, contamination: float) -> float:
@@ -62,7 +63,7 @@ def as_images(images, image_shape=None) -> np.ndarray:
   if x.ndim != 4 or x.shape[0] == 0:
     raise ValueError(f"expected a non-empty batch of images [N,H,W(,C)], got shape {x.shape}")
   if x.dtype == np.uint8:
-    x = x.astype(np.float32) / 255.0
+    x = data.preprocessing.unit_interval(x)
   else:
     x = x.astype(np.float32)
     if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
@@ -81,8 +82,8 @@ class OneClassClassifier:
   def __init__(self, preset: str | None = None, *, method: str = "dsplit", rho: float = 10.0,
                seed: int = 0, contamination: float = 0.1,
                config: ml_collections.ConfigDict | None = None):
-    if method not in _SCORED_BY:
-      raise ValueError(f"method must be one of {', '.join(_SCORED_BY)}, got {method!r}")
+    if methods.get(method).fitted_params is None:
+      raise ValueError(f"method must be one of {', '.join(_DETECTORS)}, got {method!r}")
     if not 0 < contamination <= 0.5:
       raise ValueError(f"contamination is the expected fraction of abnormal training images, "
                        f"in (0, 0.5]; got {contamination!r}")
@@ -100,16 +101,15 @@ class OneClassClassifier:
     x = as_images(images)
     if len(x) < 4:
       raise ValueError(f"need at least 4 normal images to split and pair, got {len(x)}")
-    runner.validate_training(self.config)
-    n = len(x)
-    jobs = runner.Jobs("custom", [0], [int(self.config.seeds[0])], x, np.arange(n),
-                       np.arange(n, dtype=np.int32)[None], np.array([n], np.int32), None, None)
+    configs.validate(self.config, check_dataset=False)
+    jobs = data.Jobs.of_images(x, self.config.seeds[0])
     run_dir = os.path.join(workdir, "run") if workdir else None
     if run_dir:
       runner.check_run_dir(run_dir, self.config)
     fitted = runner.fit(self.config, self.config.method, jobs, workdir=workdir, run_dir=run_dir,
                         progress=progress or loop.Progress())
-    self._fitted = {k: fitted[k] for k in (_SCORED_BY[self.config.method],)}
+    key = methods.get(self.config.method).fitted_params
+    self._fitted = {key: fitted[key]}
     self.image_shape = tuple(x.shape[1:])
     self.decision_scores_ = self.score(x)
     self.threshold_ = threshold(self.decision_scores_, self.contamination)
@@ -232,7 +232,7 @@ class OneClassClassifier:
       image_shape = tuple(int(n) for n in meta["image_shape"])
       clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0],
                 contamination=meta.get("contamination", 0.1))
-      runner.validate_training(clf.config)
+      configs.validate(clf.config, check_dataset=False)
       template = _template(config, image_shape)
     except Exception as e:  # JSON, a missing key, a bad field: all mean "edited or torn".
       raise ValueError(f"{meta_path}: not a detector's description ({type(e).__name__}: "
@@ -268,9 +268,10 @@ def _template(config, image_shape):
   """Parameter shapes of a fitted detector, stacked over one job, for deserialising."""
   x = np.zeros((2,) + tuple(image_shape), np.float32)
   key = jax.random.PRNGKey(0)
-  if _SCORED_BY[config.method] == "params":
+  which = methods.get(config.method).fitted_params
+  if which == "params":
     model = train.make_classifier(config)
     params = model.init(key, x, method=model.init_all)
   else:
     params = train.make_autoencoder(config, image_shape).init(key, x)
-  return {_SCORED_BY[config.method]: jax.tree.map(lambda a: np.asarray(a)[None], params)}
+  return {which: jax.tree.map(lambda a: np.asarray(a)[None], params)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import os
 import sys
 
@@ -13,6 +12,7 @@ from dsplit_jax import api
 from dsplit_jax import configs
 from dsplit_jax import data
 from dsplit_jax import loop
+from dsplit_jax import methods as methods_lib
 from dsplit_jax import runner
 from dsplit_jax import scoring
 from dsplit_jax import workdir as workdir_lib
@@ -26,21 +26,29 @@ def _parse_list(text: str, what: str) -> list:
 
 
 def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_seeds,
-                      data_dir, overrides) -> tuple[ml_collections.ConfigDict, list[str]]:
-  """The one place where flags become config fields."""
-  chosen = preset or api.default_preset()
-  config = configs.get_preset(chosen)
-  if not preset:
-    print(f"preset: {chosen} (JAX backend: {jax.default_backend()}; pass --preset to choose)")
+                      data_dir, overrides, config=None
+                      ) -> tuple[ml_collections.ConfigDict, list[str]]:
+  """The one place where flags become config fields.
+
+  `config`: the one `--config=FILE --config.key=value` loaded (ml_collections'
+  config_flags), else preset `preset` (the default one when None). `overrides`
+  ("key=value", `--set`) are applied last, parsed as `--config.key=value` is.
+  """
+  if config is None:
+    chosen = preset or configs.default_preset()
+    config = configs.get_preset(chosen)
+    if not preset:
+      print(f"preset: {chosen} (JAX backend: {jax.default_backend()}; pass --preset to choose)")
+  config.lock()
   config.dataset = dataset
   if dataset not in data.DATASETS:
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(data.DATASETS)}")
   config.data_dir = data_dir or ""
-  methods = runner.METHODS if method == "all" else _parse_list(method, "method")
-  for m in methods:
-    if m not in runner.METHODS:
-      raise ValueError(f"unknown method {m!r}; choose one of {', '.join(runner.METHODS)}, all")
-  config.method = methods[0]
+  chosen = methods_lib.NAMES if method == "all" else _parse_list(method, "method")
+  for m in chosen:
+    if m not in methods_lib.METHODS:
+      raise ValueError(f"unknown method {m!r}; choose one of {', '.join(methods_lib.NAMES)}, all")
+  config.method = chosen[0]
   if rho is not None:
     config.rho = float(rho)
   if num_seeds < 1 or seed < 0:
@@ -55,39 +63,12 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
     except ValueError:
       raise ValueError(f"--normal_class must be an integer, a comma list or all, "
                        f"got {normal_class!r}") from None
-  for item in overrides:
-    _override(config, item)
-  for m in methods:
+  configs.override(config, overrides)
+  for m in chosen:
     config.method = m
-    runner.validate(config)
-  config.method = methods[0]
-  return config, list(methods)
-
-
-def _override(config, item: str):
-  if "=" not in item:
-    raise ValueError(f"--set wants key=value, got {item!r}")
-  key, value = item.split("=", 1)
-  parent = config
-  parts = key.split(".")
-  for p in parts[:-1]:
-    if p not in parent:
-      raise ValueError(f"--set: unknown config field {key!r}")
-    parent = parent[p]
-  if parts[-1] not in parent:
-    raise ValueError(f"--set: unknown config field {key!r}")
-  try:
-    parsed = ast.literal_eval(value)
-  except (ValueError, SyntaxError):
-    parsed = value
-  old = parent[parts[-1]]
-  if isinstance(old, tuple) and isinstance(parsed, (list, tuple)):
-    parsed = tuple(parsed)
-  elif isinstance(old, float) and isinstance(parsed, int):
-    parsed = float(parsed)
-  if old is not None and type(parsed) is not type(old):
-    raise ValueError(f"--set: {key} wants a {type(old).__name__}, got {value!r}")
-  parent[parts[-1]] = parsed
+    configs.validate(config)
+  config.method = chosen[0]
+  return config, list(chosen)
 
 
 def run(config, methods, *, workdir: str, score_dir=None, scores_csv=None) -> int:
@@ -109,7 +90,7 @@ def run(config, methods, *, workdir: str, score_dir=None, scores_csv=None) -> in
                 f"rho {r['rho']:g}: {100 * r['auc']:.2f}")
     print(f"records: {os.path.join(workdir, 'results.jsonl')}")
     return 0
-  except (runner.ConfigError, data.DataError, ValueError, workdir_lib.WorkdirBusy) as e:
+  except (configs.ConfigError, data.DataError, ValueError, workdir_lib.WorkdirBusy) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
 

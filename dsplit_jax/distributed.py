@@ -5,7 +5,7 @@ A single host (a laptop, one GPU machine, Colab's TPU) needs nothing, and callin
 environment says there are several hosts. Entry points (`dsplit`, `experiments.table1`)
 call `maybe_initialize()` before their first JAX computation; on a multi-host slice
 every host runs the same command, each sees all devices, the job axis is sharded over
-all of them, and only process 0 writes (`runner._writer`).
+all of them, and only process 0 writes (`records.writer`).
 
 The hints are environment variables only (no metadata-server query, which would hang
 off a cloud VM): those of the clusters JAX auto-detects (Cloud TPU / GKE, SLURM,

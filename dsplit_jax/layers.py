@@ -20,12 +20,16 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-CONV_IMPLS = ("xla", "patches", "auto")
+CONV_IMPLS = ("xla", "patches", "taps", "auto")
+# "taps": for convolutions with few channels (C_in * C_out <= TAPS_MAX, Deep SVDD's
+# MNIST network) on CPU, where both lax.conv and im2col are slow (notes/baselines.md).
+TAPS_MAX = 64
 
 
 def resolve_conv_impl(impl: str) -> str:
   """"auto" is "patches" on XLA:CPU (faster for vmapped jobs, and fast inside
-  `lax.scan`, where lax.conv's gradients are 10x slower) and XLA's own elsewhere."""
+  `lax.scan`, where lax.conv's gradients are 10x slower) and XLA's own elsewhere.
+  (A network may choose "taps" for its smallest convolutions under "auto" on CPU.)"""
   if impl not in CONV_IMPLS:
     raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
   if impl != "auto":
@@ -65,11 +69,13 @@ def conv_patches(x, kernel, strides, pads):
 
 
 class PatchConv(nn.Module):
-  """`nn.Conv` (SAME/VALID padding, strides, bias) computed by `conv_patches`."""
+  """`nn.Conv` (SAME/VALID or explicit ((lo, hi), (lo, hi)) padding, strides, optional
+  bias) computed by `conv_patches`."""
   features: int
   kernel_size: Sequence[int]
   strides: int | Sequence[int] = 1
-  padding: str = "SAME"
+  padding: str | Sequence[tuple[int, int]] = "SAME"
+  use_bias: bool = True
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros_init()
 
@@ -77,11 +83,16 @@ class PatchConv(nn.Module):
   def __call__(self, x):
     ks = tuple(self.kernel_size)
     kernel = self.param("kernel", self.kernel_init, ks + (x.shape[-1], self.features))
-    bias = self.param("bias", self.bias_init, (self.features,))
-    return self._convolve(x, kernel, ks, _pairs(self.strides)) + bias
+    y = self._convolve(x, kernel, ks, _pairs(self.strides))
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,))
+    return y
 
   def _convolve(self, x, kernel, ks, strides):
-    pads = lax.padtype_to_pads(x.shape[-3:-1], ks, strides, self.padding)
+    if isinstance(self.padding, str):
+      pads = lax.padtype_to_pads(x.shape[-3:-1], ks, strides, self.padding)
+    else:
+      pads = [tuple(p) for p in self.padding]
     return conv_patches(x, kernel, strides, pads)
 
 
@@ -130,10 +141,76 @@ def conv_transpose_patches(x, kernel, strides, pads):
   return y[..., :out_h, :out_w, :]
 
 
+def _taps_hwcn(x, kernel, pads):
+  """Stride-1 cross-correlation of x [H, W, C, B] as k*k*C broadcast multiply-adds
+  of shifted [H, W, 1, B] slices with [O, 1] kernel columns: the batch is in the
+  vector lanes. One fused loop per kernel row; the barriers keep the fusions small
+  (compile time, registers) and stop XLA from recomputing x's producer per tap."""
+  kh, kw, cin, _ = kernel.shape
+  x = lax.optimization_barrier(x)
+  xp = jnp.pad(x, (tuple(pads[0]), tuple(pads[1]), (0, 0), (0, 0)))
+  ho, wo = xp.shape[0] - kh + 1, xp.shape[1] - kw + 1
+  acc = 0.0
+  for i in range(kh):
+    row = 0.0
+    for j in range(kw):
+      for c in range(cin):
+        row = row + xp[i:i + ho, j:j + wo, c:c + 1] * kernel[i, j, c][:, None]
+    acc = lax.optimization_barrier(acc + row)
+  return acc
+
+
+def _conv_hwcn(x, kernel, pads):
+  return lax.conv_general_dilated(x, kernel, (1, 1), pads,
+                                  dimension_numbers=("HWCN", "HWIO", "HWCN"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_taps(x, kernel, pads):
+  """`_taps_hwcn`, whose input gradient is taps again (the flipped, transposed kernel;
+  few channels) and whose kernel gradient is XLA's (fast enough for these shapes)."""
+  return _taps_hwcn(x, kernel, pads)
+
+
+def _conv_taps_fwd(x, kernel, pads):
+  return _taps_hwcn(x, kernel, pads), (x, kernel)
+
+
+def _conv_taps_bwd(pads, res, g):
+  x, kernel = res
+  kh, kw = kernel.shape[:2]
+  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+  dx = _taps_hwcn(g, flipped, ((kh - 1 - pads[0][0], kh - 1 - pads[0][1]),
+                               (kw - 1 - pads[1][0], kw - 1 - pads[1][1])))
+  dk = jax.vjp(lambda w: _conv_hwcn(x, w, pads), kernel)[1](g)[0]
+  return dx, dk
+
+
+conv_taps.defvjp(_conv_taps_fwd, _conv_taps_bwd)
+
+
+class TapsConv(PatchConv):
+  """`nn.Conv` computed by `conv_taps` on [B, H, W, C] inputs (stride 1; other
+  strides by `conv_patches`)."""
+
+  def _convolve(self, x, kernel, ks, strides):
+    if tuple(strides) != (1, 1) or x.ndim != 4:
+      return super()._convolve(x, kernel, ks, strides)
+    if isinstance(self.padding, str):
+      pads = lax.padtype_to_pads(x.shape[-3:-1], ks, strides, self.padding)
+    else:
+      pads = [tuple(p) for p in self.padding]
+    pads = tuple(tuple(int(v) for v in p) for p in pads)
+    y = conv_taps(jnp.transpose(x, (1, 2, 3, 0)), kernel, pads)
+    return jnp.transpose(y, (3, 0, 1, 2))
+
+
 class PatchConvTranspose(PatchConv):
   """`nn.ConvTranspose` (transpose_kernel=False) computed by `conv_transpose_patches`."""
 
   def _convolve(self, x, kernel, ks, strides):
+    if not isinstance(self.padding, str):
+      raise ValueError(f"PatchConvTranspose takes SAME or VALID padding, got {self.padding!r}")
     pads = [_transpose_pads(k, s, self.padding) for k, s in zip(ks, strides)]
     return conv_transpose_patches(x, kernel, strides, pads)
 
@@ -144,5 +221,8 @@ def conv_modules(impl: str, kernel_init: Callable):
   if impl == "xla":
     return (functools.partial(nn.Conv, kernel_init=kernel_init),
             functools.partial(nn.ConvTranspose, kernel_init=kernel_init))
+  if impl == "taps":
+    return (functools.partial(TapsConv, kernel_init=kernel_init),
+            functools.partial(PatchConvTranspose, kernel_init=kernel_init))
   return (functools.partial(PatchConv, kernel_init=kernel_init),
           functools.partial(PatchConvTranspose, kernel_init=kernel_init))

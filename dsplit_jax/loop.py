@@ -7,7 +7,6 @@ the state is checkpointed and non-finite losses stop the run.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -18,6 +17,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from dsplit_jax import records
 from dsplit_jax import workdir as workdir_lib
 from dsplit_jax import writers
 
@@ -88,60 +88,6 @@ def _summary(metrics: dict) -> dict[str, float]:
   return out
 
 
-CURVES_FILE = "loss_curves.jsonl"
-CURVE_WINDOW = 25  # steps averaged into one point of a saved loss curve
-
-
-def _append_curves(path: str, phase: str, start: int, metrics: dict, job_names, writer=None):
-  """Appends one line per window of CURVE_WINDOW steps: each metric's mean per job.
-
-  A chunk that runs again after a resume appends its windows again; `read_curves`
-  keeps the last line of each (phase, step). `writer` (a clu MetricWriter, see
-  writers.py) gets the same points as scalars named `phase/metric/job`."""
-  steps = next(iter(metrics.values())).shape[1]
-  window = min(CURVE_WINDOW, steps)
-  lines = []
-  for w in range(steps // window):
-    values = {k: np.asarray(v, np.float64)[:len(job_names), w * window:(w + 1) * window]
-              .mean(axis=1).round(6).tolist() for k, v in metrics.items()}
-    lines.append(json.dumps({"phase": phase, "step": start + (w + 1) * window,
-                             "jobs": list(job_names), "values": values}))
-    if writer is not None:
-      writer.write_scalars(start + (w + 1) * window,
-                           {f"{phase}/{k}/{job}": v[j] for k, v in values.items()
-                            for j, job in enumerate(job_names)})
-  with open(path, "a") as f:
-    f.write("\n".join(lines) + "\n")
-
-
-def read_curves(run_dir: str) -> dict[str, dict[str, dict[str, list[tuple[int, float]]]]]:
-  """phase -> job -> metric -> [(step, value)] from a run dir's loss curves."""
-  path = os.path.join(run_dir, CURVES_FILE)
-  latest = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        try:
-          entry = json.loads(line)
-        except json.JSONDecodeError:
-          continue  # a line torn by a kill
-        latest[(entry["phase"], entry["step"])] = entry
-  out: dict = {}
-  for (phase, step), entry in sorted(latest.items()):
-    for metric, values in entry["values"].items():
-      for job, v in zip(entry["jobs"], values):
-        out.setdefault(phase, {}).setdefault(job, {}).setdefault(metric, []).append((step, v))
-  return out
-
-
-def final_losses(run_dir: str, phase: str) -> dict[str, dict[str, float]]:
-  """job -> each metric's last saved window (a job without a curve is absent).
-
-  The curves file is read once for all jobs of a run."""
-  return {job: {metric: points[-1][1] for metric, points in by_metric.items()}
-          for job, by_metric in read_curves(run_dir).get(phase, {}).items()}
-
-
 def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, dict]],
               *, total_steps: int, chunk_steps: int, ckpt_dir: str | None,
               progress: Progress | None = None, curve_jobs=None,
@@ -152,9 +98,9 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
   `start_step`; its metrics are [jobs, steps] arrays (see `_summary`). `total_steps`
   must be a multiple of `chunk_steps` so that a resumed run takes exactly the same steps.
   With `curve_jobs` (a name per job) and a `ckpt_dir`, every job's losses are appended
-  to `ckpt_dir/loss_curves.jsonl` (`read_curves`) and written through a clu metric
-  writer (`writers.curve_writer`: the log, TensorBoard files when TensorFlow is there).
-  `learning_rate` is only named in the error when a loss becomes non-finite.
+  to `ckpt_dir/loss_curves.jsonl` (`records.read_curves`) and written through a clu
+  metric writer (`writers.curve_writer`: the log, TensorBoard files when TensorFlow is
+  there). `learning_rate` is only named in the error when a loss becomes non-finite.
   """
   if total_steps % chunk_steps:
     raise ValueError(f"{name}: total_steps={total_steps} is not a multiple of "
@@ -162,7 +108,7 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
   manager = _manager(os.path.join(ckpt_dir, name)) if ckpt_dir else None
   curves = None
   if ckpt_dir and curve_jobs:
-    curves = (os.path.join(ckpt_dir, CURVES_FILE), curve_jobs,
+    curves = (os.path.join(ckpt_dir, records.CURVES_FILE), curve_jobs,
               writers.curve_writer(ckpt_dir, say=lambda line: _say(progress, line)))
   try:
     return _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress,
@@ -224,7 +170,7 @@ def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progre
     state, raw = chunk_fn(state, np.int32(step))
     metrics = _summary(raw)
     if curves is not None and np.all([np.isfinite(v) for v in metrics.values()]):
-      _append_curves(curves[0], name, step, raw, curves[1], writer=curves[2])
+      records.append_curves(curves[0], name, step, raw, curves[1], writer=curves[2])
     step += chunk_steps
     bad = [k for k, v in metrics.items() if not np.isfinite(v)]
     if bad:

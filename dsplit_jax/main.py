@@ -5,6 +5,8 @@
   dsplit --dataset=folder --data_dir=GOOD --score_dir=NEW --scores_csv=s.csv
   dsplit --detector=workdir/detector --score_dir=NEW --scores_csv=s.csv  (no training)
   dsplit --preset=cpu --print_config               (every config field, for --set)
+  dsplit --config=dsplit_jax/configs/cpu.py --config.train.steps=300
+                                                   (= --preset=cpu --set=train.steps=300)
 
 Presets: paper (accelerators), cpu (a 2-core machine), test (tiny, smoke tests).
 Missing datasets are downloaded on first use (python -m dsplit_jax.data.download).
@@ -18,10 +20,15 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
+from ml_collections import config_flags
 
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "A config file (get_config(), e.g. dsplit_jax/configs/cpu.py); its "
+    "fields can be set with --config.key=value. Default: --preset's file.", lock_config=True)
 _PRESET = flags.DEFINE_string("preset", None, "paper (accelerators), cpu (a 2-core machine) "
-                              "or test (tiny networks, smoke tests only); default: paper when "
-                              "JAX sees an accelerator, else cpu.")
+                              "or test (tiny networks, smoke tests only): the config file "
+                              "dsplit_jax/configs/<preset>.py; default: paper when JAX sees an "
+                              "accelerator, else cpu.")
 _DATASET = flags.DEFINE_string("dataset", "mnist", "mnist, fashion_mnist, cifar10 or folder.")
 _NORMAL_CLASS = flags.DEFINE_string("normal_class", "0", "A class index, a comma list, or all.")
 _METHOD = flags.DEFINE_string("method", "dsplit", "dsplit, naive_nn, nnwds, ssim, dsvdd, "
@@ -41,7 +48,8 @@ _SCORES_CSV = flags.DEFINE_string("scores_csv", None, "CSV of file name, score a
 _DETECTOR = flags.DEFINE_string("detector", None, "A saved detector's folder (a fit writes "
                                 "<workdir>/detector): score --score_dir with it, no training.")
 _OVERRIDE = flags.DEFINE_multi_string("set", [], "Config override, e.g. --set=train.steps=200 "
-                                       "(--print_config lists every field).")
+                                       "(= --config.train.steps=200; --print_config lists "
+                                       "every field).")
 _PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print the resolved config (preset, "
                                   "flags and --set applied) and exit without running.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an unexpected error.")
@@ -66,11 +74,14 @@ def main(argv):
   logging.info("JAX devices: %s", jax.devices())
   if _DETECTOR.value:
     _score_with_saved_detector()
+  if _CONFIG.value is not None and _PRESET.value:
+    _fail("give --config or --preset, not both")
   try:
     config, methods = cli.config_from_flags(
-        preset=_PRESET.value, dataset=_DATASET.value, normal_class=_NORMAL_CLASS.value,
-        method=_METHOD.value, rho=_RHO.value, seed=_SEED.value, num_seeds=_NUM_SEEDS.value,
-        data_dir=_DATA_DIR.value, overrides=_OVERRIDE.value)
+        config=_CONFIG.value, preset=_PRESET.value, dataset=_DATASET.value,
+        normal_class=_NORMAL_CLASS.value, method=_METHOD.value, rho=_RHO.value,
+        seed=_SEED.value, num_seeds=_NUM_SEEDS.value, data_dir=_DATA_DIR.value,
+        overrides=_OVERRIDE.value)
   except ValueError as e:
     _fail(str(e))
   if _PRINT_CONFIG.value:
@@ -93,8 +104,8 @@ def main(argv):
 
 
 # Flags that choose what to train; with --detector nothing is trained.
-_TRAINING_FLAGS = ("preset", "dataset", "normal_class", "method", "rho", "seed", "num_seeds",
-                   "data_dir", "set", "print_config")
+_TRAINING_FLAGS = ("config", "preset", "dataset", "normal_class", "method", "rho", "seed",
+                   "num_seeds", "data_dir", "set", "print_config")
 
 
 def _score_with_saved_detector():
@@ -115,6 +126,18 @@ def _score_with_saved_detector():
   sys.exit(code)
 
 
+def _parse_flags(argv):
+  """absl's parser; a `--config.<field>` the config lacks is one line, not a traceback
+  (config_flags raises KeyError / AttributeError for it while parsing)."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as e:
+    arg = e
+    while isinstance(arg, BaseException) and arg.args:
+      arg = arg.args[0]
+    _fail(f"--config: unknown config field {' '.join(str(arg).split())}")
+
+
 def run():
   """Entry point of the installed `dsplit` command."""
   # absl's --help shows __main__'s docstring and the flags of the module named
@@ -124,7 +147,7 @@ def run():
     main_module.__doc__ = __doc__
     for flag in flags.FLAGS.get_key_flags_for_module(__name__):
       flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

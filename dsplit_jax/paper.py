@@ -13,18 +13,11 @@ import csv
 import functools
 import importlib.resources
 
+from dsplit_jax import methods as methods_lib
+
 # Our method names in the paper's column order, with the paper's column headers.
-PAPER_METHOD_NAMES = {
-    "ocsvm": "OCSVM",
-    "hog_ocsvm": "HOG",
-    "iforest": "IF",
-    "ssim": "SSIM",
-    "dsvdd": "DSVDD",
-    "naive_nn": "NaiveNN",
-    "nnwds": "NNwDS",
-    "dsplit": "Ours",
-}
-METHODS = tuple(PAPER_METHOD_NAMES)
+PAPER_METHOD_NAMES = {m: methods_lib.get(m).paper_name for m in methods_lib.PAPER_ORDER}
+METHODS = methods_lib.PAPER_ORDER
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 RHO = 10.0                       # the ratio behind Table 1 (section 3.1)
 FIGURE4_RHO_RANGE = (5.0, 50.0)  # "not sensitive to rho in a wide range between 5% and 50%"

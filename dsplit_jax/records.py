@@ -11,6 +11,7 @@ import collections
 import datetime
 import fcntl
 import functools
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -18,6 +19,8 @@ import platform
 import warnings
 
 import numpy as np
+
+from dsplit_jax import workdir as workdir_lib
 
 RECORD_KEYS = ("dataset", "normal_class", "method", "seed", "rho", "auc", "config",
                "versions", "wall_time_s", "time")
@@ -198,3 +201,203 @@ def format_table(rows, scale=100.0, digits=1):
     lines.append(f"| {dataset} | {normal_class} | "
                  + " | ".join(row.get(c, "-") for c in columns) + " |")
   return "\n".join(lines)
+
+
+# ------------------------------------------------------------- the work dir's files
+# Every file a run writes into its work dir is named here, written here and found here:
+#   results.jsonl                                  one record per job (above)
+#   scores/<dataset>-c<class>-<method>-rho<rho>-s<seed>-<config hash>.npz   test scores
+#   splits/<dataset>-c<class>-s<seed>.npz          training SSIM (Figure 1)
+#   autoencoders/<dataset>-<ae hash>-<HxWxC>/c<class>-s<seed>.msgpack   (and ckpt-*)
+#   runs/<run>/config.json, loss_curves.jsonl, <phase>/   one run's config, curves,
+#                                                  orbax checkpoints
+# The renderer finds scores and splits through the records that name them.
+
+RESULTS_FILE = "results.jsonl"
+RUN_CONFIG_FILE = "config.json"
+CURVES_FILE = "loss_curves.jsonl"
+CURVE_WINDOW = 25  # steps averaged into one point of a saved loss curve
+
+
+def results_path(workdir) -> str:
+  return os.path.join(workdir, RESULTS_FILE)
+
+
+def scores_path(workdir, dataset, cls, method, rho, seed, config_hash=None) -> str:
+  """Test scores and labels of one job (`save_scores`); without `config_hash` the
+  name records written before hashes existed have."""
+  tail = f"-{config_hash}" if config_hash else ""
+  return os.path.join(workdir, "scores",
+                      f"{dataset}-c{cls}-{method}-rho{float(rho):g}-s{seed}{tail}.npz")
+
+
+def split_path(workdir, dataset, cls, seed) -> str:
+  """Training SSIM of one job's splitting autoencoder (`save_split`)."""
+  return os.path.join(workdir, "splits", f"{dataset}-c{cls}-s{seed}.npz")
+
+
+def run_dir(workdir, config, classes, seeds, config_hash) -> str:
+  """Checkpoints, loss curves and config of one run of a method over its jobs."""
+  return os.path.join(workdir, "runs", (
+      f"{config.dataset}-{config.method}-rho{config.rho:g}-"
+      f"c{'_'.join(map(str, sorted(set(classes))))}-"
+      f"s{'_'.join(map(str, sorted(set(seeds))))}-{config_hash}"))
+
+
+def autoencoder_dir(workdir, dataset, autoencoder_hash, image_shape) -> str:
+  return os.path.join(workdir, "autoencoders",
+                      f"{dataset}-{autoencoder_hash}-{'x'.join(map(str, image_shape))}")
+
+
+def autoencoder_path(ae_dir, cls, seed) -> str:
+  return os.path.join(ae_dir, f"c{cls}-s{seed}.msgpack")
+
+
+def autoencoder_ckpt_dir(ae_dir, classes, seeds) -> str:
+  """Checkpoints of the autoencoders being trained for these jobs."""
+  tag = "-".join(f"c{c}s{s}" for c, s in zip(classes, seeds))
+  return os.path.join(ae_dir, "ckpt-" + hashlib.sha256(tag.encode()).hexdigest()[:10])
+
+
+def writer() -> bool:
+  """On a multi-host run (jax.distributed) every process computes every result; only
+  process 0 writes them, so files and records are not duplicated."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_index() == 0
+
+
+def atomic_write(path, payload: bytes):
+  if not writer():
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "wb") as f:
+    f.write(payload)
+  os.replace(tmp, path)
+
+
+def save_npz(path, **arrays):
+  if not writer():
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}.npz"
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def save_scores(path, scores, labels):
+  save_npz(path, scores=scores, labels=labels)
+
+
+def save_split(path, ssim_train, train_split_index):
+  save_npz(path, ssim_train=ssim_train, train_split_index=train_split_index)
+
+
+def load_split(path) -> tuple[np.ndarray, np.ndarray]:
+  """(SSIM of each training image, its position in the train split)."""
+  with np.load(path) as f:
+    return f["ssim_train"], f["train_split_index"]
+
+
+def scores_file(workdir, record) -> str | None:
+  """The score file of a record, or None where there is none."""
+  for chash in (record.get("config_hash"), None):
+    path = scores_path(workdir, record["dataset"], record["normal_class"], record["method"],
+                       record["rho"], record["seed"], chash)
+    if os.path.exists(path):
+      return path
+  return None
+
+
+def split_file(workdir, record) -> str | None:
+  """The training split saved by a record's job, or None where there is none."""
+  path = split_path(workdir, record["dataset"], record["normal_class"], record["seed"])
+  return path if os.path.exists(path) else None
+
+
+def run_dirs_with_curves(workdir) -> list[str]:
+  """Run dirs of `workdir/runs` that saved loss curves."""
+  runs = os.path.join(workdir, "runs")
+  names = sorted(os.listdir(runs)) if os.path.isdir(runs) else []
+  return [os.path.join(runs, n) for n in names
+          if os.path.isfile(os.path.join(runs, n, CURVES_FILE))]
+
+
+def append_curves(path: str, phase: str, start: int, metrics: dict, job_names, writer=None):
+  """Appends one line per window of CURVE_WINDOW steps: each metric's mean per job.
+
+  A chunk that runs again after a resume appends its windows again; `read_curves`
+  keeps the last line of each (phase, step). `writer` (a clu MetricWriter, see
+  writers.py) gets the same points as scalars named `phase/metric/job`."""
+  steps = next(iter(metrics.values())).shape[1]
+  window = min(CURVE_WINDOW, steps)
+  lines = []
+  for w in range(steps // window):
+    values = {k: np.asarray(v, np.float64)[:len(job_names), w * window:(w + 1) * window]
+              .mean(axis=1).round(6).tolist() for k, v in metrics.items()}
+    lines.append(json.dumps({"phase": phase, "step": start + (w + 1) * window,
+                             "jobs": list(job_names), "values": values}))
+    if writer is not None:
+      writer.write_scalars(start + (w + 1) * window,
+                           {f"{phase}/{k}/{job}": v[j] for k, v in values.items()
+                            for j, job in enumerate(job_names)})
+  with open(path, "a") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def read_curves(run_dir: str) -> dict[str, dict[str, dict[str, list[tuple[int, float]]]]]:
+  """phase -> job -> metric -> [(step, value)] from a run dir's loss curves."""
+  path = os.path.join(run_dir, CURVES_FILE)
+  latest = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          entry = json.loads(line)
+        except json.JSONDecodeError:
+          continue  # a line torn by a kill
+        latest[(entry["phase"], entry["step"])] = entry
+  out: dict = {}
+  for (phase, step), entry in sorted(latest.items()):
+    for metric, values in entry["values"].items():
+      for job, v in zip(entry["jobs"], values):
+        out.setdefault(phase, {}).setdefault(job, {}).setdefault(metric, []).append((step, v))
+  return out
+
+
+def final_losses(run_dir: str, phase: str) -> dict[str, dict[str, float]]:
+  """job -> each metric's last saved window (a job without a curve is absent).
+
+  The curves file is read once for all jobs of a run."""
+  return {job: {metric: points[-1][1] for metric, points in by_metric.items()}
+          for job, by_metric in read_curves(run_dir).get(phase, {}).items()}
+
+
+def check_run_dir(run_dir, fields: dict) -> None:
+  """A run dir belongs to one config (`fields`: its hashed fields and method):
+  resuming with another would mix two runs. A garbled `config.json` is set aside
+  and written again; its checkpoints are kept, the run-dir name holds the config hash."""
+  from dsplit_jax import configs  # pylint: disable=g-import-not-at-top
+  path = os.path.join(run_dir, RUN_CONFIG_FILE)
+  current = json.loads(json.dumps(fields, default=list))
+  saved = None
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+      if not isinstance(saved, dict):
+        raise ValueError(f"a JSON {type(saved).__name__}, not an object")
+    except ValueError as e:
+      saved = None
+      aside = workdir_lib.set_aside(path)
+      print(f"warning: {path} is not a saved config ({e}); set aside as {aside} and "
+            "written again")
+  if saved is not None:
+    if saved != current:
+      diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+      raise configs.ConfigError(
+          f"work dir {run_dir} holds a checkpoint of a different config (differs in: "
+          f"{', '.join(diff)}); use another --workdir or delete it")
+  else:
+    os.makedirs(run_dir, exist_ok=True)
+    atomic_write(path, json.dumps(current, indent=2, sort_keys=True).encode())

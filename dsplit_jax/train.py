@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import dm_pix
 import flax
 import jax
 import jax.numpy as jnp
@@ -18,11 +17,13 @@ import numpy as np
 import optax
 
 from dsplit_jax import losses
+from dsplit_jax import methods
 from dsplit_jax import models
+# The split's functions, under the names pipeline.py uses.
+from dsplit_jax.split import Split, plateau_ratio, split_by_ssim, ssim_scores  # noqa: F401
 
 # Every random stream of a job is `fold_in(job_key, PHASE)`, then `fold_in(., step)`.
 PHASE_AE, PHASE_CLASSIFIER = 1, 2
-CLASSIFIER_METHODS = ("dsplit", "nnwds", "naive_nn")
 # Which pairs of a batch the closeness and dispersion losses see (BUILD_NOTES.md, 6):
 # "neighbours": B + 1 images give the B pairs (i, i + 1); "all": B images give all
 # B(B - 1)/2 pairs i < j, from the same one forward pass.
@@ -40,15 +41,6 @@ class ClassifierState:
   """One optimiser state per loss: the three losses take turns on shared layers."""
   params: Any
   opt_states: dict
-
-
-@flax.struct.dataclass
-class Split:
-  """Typical / atypical index arrays of one job (padded, with counts)."""
-  typical_idx: jax.Array
-  typical_count: jax.Array
-  atypical_idx: jax.Array
-  atypical_count: jax.Array
 
 
 def make_autoencoder(config: ml_collections.ConfigDict, image_shape) -> models.Autoencoder:
@@ -122,52 +114,6 @@ def ae_body(state, step, key, train_idx, train_count, pool, *, model, tx, config
   return ae_step(state, images, model=model, tx=tx, weight_decay=config.ae.weight_decay)
 
 
-def ssim_scores(params, images, *, model, config) -> jax.Array:
-  """SSIM between each image and its reconstruction (dm-pix), computed in batches."""
-  def one_batch(x):
-    return dm_pix.ssim(x, model.apply(params, x), max_val=1.0,
-                       filter_size=config.ae.ssim_filter_size)
-  return jax.lax.map(lambda x: one_batch(x[None])[0], images,
-                     batch_size=config.eval_batch_size)
-
-
-def plateau_ratio(params, images, count, *, model) -> jax.Array:
-  """Reconstruction MSE over the MSE of the mean image, on the first `count` images.
-
-  Above 1, the autoencoder does worse than outputting one fixed image: it is on the
-  plateau where it gives the same near-blank output for every input (its ReLUs are
-  dead, no gradient leaves it), and its SSIM ranking, hence the split, is noise.
-  Measured in the `cpu` preset: 2.1-2.3 when stuck, 0.13-0.22 when trained
-  (BUILD_NOTES.md, section 2).
-  """
-  mask = (jnp.arange(images.shape[0]) < count).astype(images.dtype)
-  n = jnp.maximum(jnp.sum(mask), 1.0)
-
-  def mse(reconstruction):
-    per_image = jnp.mean(jnp.square(reconstruction - images), axis=tuple(range(1, images.ndim)))
-    return jnp.sum(mask * per_image) / n
-  mean_image = jnp.tensordot(mask, images, axes=1) / n
-  return mse(model.apply(params, images)) / jnp.maximum(mse(mean_image), 1e-12)
-
-
-def split_by_ssim(ssim, idx, count, rho: float) -> Split:
-  """The rho% lowest-SSIM images are atypical, the rest typical.
-
-  The atypical count is rho% of `count` rounded half up, kept within [2, count - 2]
-  so that both pair losses always have pairs; ties go to the lower position
-  (stable sort), so the split is deterministic.
-  """
-  size = idx.shape[0]
-  n_atyp = jnp.floor(rho / 100.0 * count + 0.5).astype(jnp.int32)
-  n_atyp = jnp.clip(n_atyp, 2, jnp.maximum(count - 2, 2))
-  valid = jnp.arange(size) < count
-  order = jnp.argsort(jnp.where(valid, ssim, jnp.inf), stable=True)
-  rank = jnp.zeros(size, jnp.int32).at[order].set(jnp.arange(size, dtype=jnp.int32))
-  typical_order = jnp.argsort(jnp.where(valid & (rank >= n_atyp), rank, size + rank))
-  return Split(typical_idx=idx[typical_order], typical_count=count - n_atyp,
-               atypical_idx=idx[order], atypical_count=n_atyp)
-
-
 # ---------------------------------------------------------------------- classifier
 
 def init_classifier_state(key, *, model, tx, image_shape) -> ClassifierState:
@@ -232,10 +178,12 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
                     *, model, tx, config, method: str):
   """One iteration of one job: the method's losses in turn, batches drawn in the graph.
 
-  dsplit: closeness, intra-class, dispersion (section 2.3); nnwds: intra-class only;
-  naive_nn: binary cross-entropy with every normal image labelled 0 (no split).
+  `methods.get(method).losses`: dsplit closeness, intra-class, dispersion (section 2.3);
+  nnwds intra-class only; naive_nn binary cross-entropy with every normal image
+  labelled 0 (no split).
   """
-  if method not in CLASSIFIER_METHODS:
+  spec = methods.get(method)
+  if not spec.trains_classifier:
     raise ValueError(f"not a classifier method: {method}")
   b = config.train.batch_size
   n_atyp = int(round(b * config.train.atypical_fraction))
@@ -244,24 +192,23 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
   metrics = {}
   pairs = config.train.pairs
   b_pairs = pair_batch_size(b, pairs)
-  if method == "dsplit":
+  if "closeness" in spec.losses:
     x = draw(k_close, pool, split.typical_idx, split.typical_count, b_pairs)
     state, m = closeness_step(state, x, pairs=pairs, **kw)
     metrics.update(m)
-  if method in ("dsplit", "nnwds"):
-    x = jnp.concatenate([
-        draw(k_typ, pool, split.typical_idx, split.typical_count, b - n_atyp),
-        draw(k_atyp, pool, split.atypical_idx, split.atypical_count, n_atyp)])
-    y = jnp.concatenate([jnp.zeros(b - n_atyp), jnp.ones(n_atyp)])
+  if "intra_class" in spec.losses:
+    if spec.labels_from_split:
+      x = jnp.concatenate([
+          draw(k_typ, pool, split.typical_idx, split.typical_count, b - n_atyp),
+          draw(k_atyp, pool, split.atypical_idx, split.atypical_count, n_atyp)])
+      y = jnp.concatenate([jnp.zeros(b - n_atyp), jnp.ones(n_atyp)])
+    else:  # naive_nn: every normal image, labelled 0
+      x, y = draw(k_typ, pool, train_idx, train_count, b), jnp.zeros(b)
     state, m = intra_class_step(state, x, y, **kw)
     metrics.update(m)
-  if method == "dsplit":
+  if "dispersion" in spec.losses:
     x = draw(k_disp, pool, split.atypical_idx, split.atypical_count, b_pairs)
     state, m = dispersion_step(state, x, pairs=pairs, **kw)
-    metrics.update(m)
-  if method == "naive_nn":
-    x = draw(k_typ, pool, train_idx, train_count, b)
-    state, m = intra_class_step(state, x, jnp.zeros(b), **kw)
     metrics.update(m)
   return state, metrics
 

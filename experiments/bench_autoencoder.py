@@ -19,7 +19,7 @@ from dsplit_jax import cli
 from dsplit_jax import loop
 from dsplit_jax import metrics
 from dsplit_jax import pipeline
-from dsplit_jax import runner
+from dsplit_jax import data
 
 
 def main():
@@ -39,7 +39,7 @@ def main():
     config, _ = cli.config_from_flags(
         preset=args.preset, dataset=args.dataset, normal_class=str(c), method="ssim",
         rho=None, seed=args.seed, num_seeds=1, data_dir=args.data_dir, overrides=args.set)
-    jobs = runner.load_jobs(config)
+    jobs = data.load_jobs(config)
     # Step lines are summed up below; restarts (ae.restarts) are shown as they happen.
     progress = loop.Progress(printer=lambda line: "plateau" in line and print(line))
     start = time.time()

@@ -17,13 +17,14 @@ import time
 
 import numpy as np
 
-from dsplit_jax import data, metrics, paper
+from dsplit_jax import configs, data, metrics, paper
+from dsplit_jax import methods as methods_lib
 from dsplit_jax.baselines import classical
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--dataset", default="mnist", choices=paper.DATASETS)
-  p.add_argument("--methods", default=",".join(classical.METHODS))
+  p.add_argument("--methods", default=",".join(methods_lib.names(scorer="classical")))
   p.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
   p.add_argument("--iforest_seeds", type=int, default=5,
                  help="Isolation Forest AUC is the mean over seeds 0..n-1 "
@@ -38,7 +39,7 @@ def main(argv=None):
                  help="default: $DSPLIT_DATA_DIR")
   args = p.parse_args(argv)
 
-  cfg = classical.get_config()
+  cfg = configs.get_preset("paper").classical
   if args.preprocessing is not None:
     cfg.preprocessing = args.preprocessing
   if args.hog_block_norm is not None:
@@ -47,8 +48,8 @@ def main(argv=None):
     cfg.hog_channel_mode = args.hog_channel_mode
   methods = [m for m in args.methods.split(",") if m]
   for m in methods:
-    if m not in classical.METHODS:
-      p.error(f"unknown method {m!r}; choose from {classical.METHODS}")
+    if m not in methods_lib.names(scorer="classical"):
+      p.error(f"unknown method {m!r}; choose from {methods_lib.names(scorer='classical')}")
   classes = [int(c) for c in args.classes.split(",")]
   if any(paper.lookup(args.dataset, c, methods[0]) is None for c in classes):
     p.error(f"--classes must lie in 0..9, got {args.classes}")
@@ -71,7 +72,8 @@ def main(argv=None):
       t0 = time.time()
       seeds = range(args.iforest_seeds) if m == "iforest" else (0,)
       aucs = [metrics.auc(task.test_labels,
-                          classical.run(m, task, cfg, seed=s)) for s in seeds]
+                          classical.run(m, task.train_images, task.test_images,
+                                        cfg, seed=s)) for s in seeds]
       ours[m].append(100.0 * float(np.mean(aucs)))
       line.append(f"{m}={ours[m][-1]:.1f} "
                   f"(paper {ref[m][c]:.1f}, "

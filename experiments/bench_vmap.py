@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from dsplit_jax import cli
 from dsplit_jax import pipeline
-from dsplit_jax import runner
+from dsplit_jax import data
 from dsplit_jax import train
 
 
@@ -81,7 +81,7 @@ def main():
   config, _ = cli.config_from_flags(preset=args.preset, dataset=args.dataset,
                                     normal_class=args.classes, method="dsplit", rho=None,
                                     seed=0, num_seeds=1, data_dir=args.data_dir, overrides=sets)
-  jobs = runner.load_jobs(config)
+  jobs = data.load_jobs(config)
   n = len(jobs.classes)
   singles = [jobs.subset([j]) for j in range(n)]
   _work(config, singles[0]); _work(config, jobs)  # Compile both shapes first.

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
-import glob
 import os
-import re
 import sys
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -29,15 +27,9 @@ import skimage.util
 import sklearn.metrics
 
 from dsplit_jax import data
-from dsplit_jax import loop
+from dsplit_jax import methods as methods_lib
 from dsplit_jax import paper
 from dsplit_jax import records
-
-_SCORES_NAME = re.compile(
-    r"^(?P<dataset>[^-]+)-c(?P<cls>\d+)-(?P<method>[^-]+)-rho(?P<rho>[^-]+)-s(?P<seed>\d+)"
-    r"(-(?P<config_hash>[0-9a-f]{12}))?\.npz$")
-_SPLIT_NAME = re.compile(r"^(?P<dataset>[^-]+)-c(?P<cls>\d+)-s(?P<seed>\d+)\.npz$")
-
 
 class RenderError(Exception):
   """Missing or ambiguous inputs; printed as one line."""
@@ -65,13 +57,12 @@ def load_records(workdir: str, preset: str | None = None) -> list[dict]:
 def default_config_hash(preset, dataset, method, rho) -> str | None:
   """The config hash a plain grid cell of this preset gets (no --set overrides)."""
   from dsplit_jax import configs  # pylint: disable=g-import-not-at-top
-  from dsplit_jax import runner  # pylint: disable=g-import-not-at-top
   try:
     config = configs.get_preset(str(preset))
   except ValueError:
     return None
   config.dataset, config.method, config.rho = dataset, method, float(rho)
-  return runner.config_hash(config)
+  return configs.config_hash(config)
 
 
 def latest_config(recs: list[dict]) -> list[dict]:
@@ -289,20 +280,18 @@ def write_figure4(rows, png, csv_path):
 
 # ---------------------------------------------------------------------- Figure 1
 
-def available_splits(workdir) -> dict[tuple[str, int], list[int]]:
-  """(dataset, class) -> seeds with a saved split."""
-  out = collections.defaultdict(list)
-  for path in glob.glob(os.path.join(workdir, "splits", "*.npz")):
-    m = _SPLIT_NAME.match(os.path.basename(path))
-    if m:
-      out[(m["dataset"], int(m["cls"]))].append(int(m["seed"]))
+def available_splits(workdir, recs) -> dict[tuple[str, int], list[int]]:
+  """(dataset, class) -> seeds whose split the records' jobs saved."""
+  out = collections.defaultdict(set)
+  for r in recs:
+    if methods_lib.get(r["method"]).needs_split and records.split_file(workdir, r):
+      out[(r["dataset"], r["normal_class"])].add(r["seed"])
   return {k: sorted(v) for k, v in sorted(out.items())}
 
 
 def write_figure1(workdir, dataset, cls, seed, train_images, png, count=32, rho=paper.RHO):
   """The `count` highest- and lowest-SSIM training images of the class, side by side."""
-  split = np.load(os.path.join(workdir, "splits", f"{dataset}-c{cls}-s{seed}.npz"))
-  ssim, index = split["ssim_train"], split["train_split_index"]
+  ssim, index = records.load_split(records.split_path(workdir, dataset, cls, seed))
   order = np.argsort(ssim, kind="stable")
   count = min(count, len(order) // 2)
   cols = min(8, count)
@@ -328,13 +317,13 @@ def write_figure1(workdir, dataset, cls, seed, train_images, png, count=32, rho=
 
 # -------------------------------------------------------------------------- ROC
 
-def available_scores(workdir, rho=paper.RHO) -> dict[tuple[str, int], dict[str, list[str]]]:
-  """(dataset, class) -> method -> score files at `rho`, by seed."""
+def available_scores(workdir, recs, rho=paper.RHO) -> dict[tuple[str, int], dict[str, list[str]]]:
+  """(dataset, class) -> method -> the records' score files at `rho`, by seed."""
   out = collections.defaultdict(lambda: collections.defaultdict(list))
-  for path in sorted(glob.glob(os.path.join(workdir, "scores", "*.npz"))):
-    m = _SCORES_NAME.match(os.path.basename(path))
-    if m and float(m["rho"]) == rho:
-      out[(m["dataset"], int(m["cls"]))][m["method"]].append(path)
+  for r in sorted(recs, key=lambda r: r["seed"]):
+    path = records.scores_file(workdir, r) if r["rho"] == rho else None
+    if path:
+      out[(r["dataset"], r["normal_class"])][r["method"]].append(path)
   return {k: dict(v) for k, v in sorted(out.items())}
 
 
@@ -365,15 +354,9 @@ def write_roc(dataset, cls, files: dict[str, list[str]], png, rho=paper.RHO):
 
 # ----------------------------------------------------------------- loss curves
 
-def available_curves(workdir) -> list[str]:
-  """Run dirs of W/runs that saved loss curves."""
-  return sorted(os.path.dirname(p) for p in
-                glob.glob(os.path.join(workdir, "runs", "*", loop.CURVES_FILE)))
-
-
 def write_loss_curves(run_dir, png) -> bool:
   """One panel per loss of the run's classifier phase, one line per job; False if empty."""
-  curves = loop.read_curves(run_dir)
+  curves = records.read_curves(run_dir)
   if not curves:
     return False
   phase = next(iter(curves))
@@ -464,11 +447,11 @@ def render(args) -> list[str]:
   else:
     print("Fig. 4: no dsplit records")
 
-  splits = available_splits(args.workdir)
+  splits = available_splits(args.workdir, recs)
   wanted = _pairs(args.figure1, splits)
   if not splits and args.figure1 != "none":
     print(f"Fig. 1: no splits in {os.path.join(args.workdir, 'splits')} "
-          "(written by the split methods dsplit, nnwds, ssim)")
+          f"(written by {', '.join(methods_lib.names(needs_split=True))})")
   images = {}
   data_dirs = {r["dataset"]: r.get("config", {}).get("data_dir") or None for r in recs}
   for dataset, cls in wanted:
@@ -487,7 +470,7 @@ def render(args) -> list[str]:
                     count=args.figure1_images, rho=args.rho)
       written.append(path)
 
-  scores = available_scores(args.workdir, args.rho)
+  scores = available_scores(args.workdir, recs, args.rho)
   wanted = _pairs(args.roc, scores)
   if not scores and args.roc != "none":
     print(f"ROC: no score files at rho={args.rho:g} in {os.path.join(args.workdir, 'scores')}")
@@ -500,7 +483,7 @@ def render(args) -> list[str]:
     written.append(path)
 
   if args.loss_curves == "all":
-    for run_dir in available_curves(args.workdir):
+    for run_dir in records.run_dirs_with_curves(args.workdir):
       path = os.path.join(out, f"losses_{os.path.basename(run_dir)}.png")
       if write_loss_curves(run_dir, path):
         written.append(path)

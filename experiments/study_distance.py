@@ -29,9 +29,10 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from dsplit_jax import api
+from dsplit_jax import configs
+from dsplit_jax import methods
 from dsplit_jax import models
 from dsplit_jax import records
-from dsplit_jax import runner
 from dsplit_jax import workdir as workdir_lib
 from experiments import table1
 
@@ -42,10 +43,15 @@ SCREEN_HEADS = ("abs_difference", "metric_normalized", "squared_difference", "me
                 "paper_literal")
 SYMMETRIC_HEADS = tuple(h for h in models.DISTANCE_HEADS if h != "paper_literal")
 LOG2 = math.log(2.0)
+# The variant every dsplit variant is compared with, and the ablations run beside them:
+# the classifiers without a distance head (nnwds first).
+BASELINE = "nnwds"
+ABLATIONS = tuple(sorted(methods.names(trains_classifier=True, uses_distance_head=False),
+                         key=lambda m: m != BASELINE))
 
 
 def variant_name(method: str, head: str | None = None, pairs: str = "neighbours") -> str:
-  if method != "dsplit":
+  if not methods.get(method).uses_distance_head:
     return method
   return f"dsplit/{head}" + ("/all_pairs" if pairs == "all" else "")
 
@@ -66,7 +72,7 @@ def _cells(datasets, classes, method, *, head=None, pairs="neighbours", num_seed
 
 def screen_cells(preset, data_dir, heads=SCREEN_HEADS, all_pairs_head=None):
   datasets = list(SCREEN_CLASSES)
-  cells = _cells(datasets, SCREEN_CLASSES, "nnwds", preset=preset, data_dir=data_dir)
+  cells = _cells(datasets, SCREEN_CLASSES, BASELINE, preset=preset, data_dir=data_dir)
   for head in heads:
     cells += _cells(datasets, SCREEN_CLASSES, "dsplit", head=head, preset=preset,
                     data_dir=data_dir)
@@ -82,7 +88,7 @@ def seed_cells(heads, preset, data_dir, num_seeds=3, pairs="neighbours"):
   for head in heads:
     cells += _cells(datasets, "all", "dsplit", head=head, pairs=pairs, num_seeds=num_seeds,
                     preset=preset, data_dir=data_dir)
-  for method in ("nnwds", "naive_nn"):
+  for method in ABLATIONS:
     cells += _cells(datasets, "all", method, num_seeds=num_seeds, preset=preset,
                     data_dir=data_dir)
   return cells
@@ -94,7 +100,7 @@ def cell_records(cells, results: str) -> dict[str, list[dict]]:
   for variant, cell in cells:
     jobs = cell.jobs()
     for r in records.read_records(results, dataset=cell.dataset, method=cell.method,
-                                  rho=cell.rho, config_hash=runner.config_hash(cell.config)):
+                                  rho=cell.rho, config_hash=configs.config_hash(cell.config)):
       if (r["normal_class"], r["seed"]) in jobs:
         out[variant].append(r)
   return out
@@ -121,10 +127,10 @@ def summarize(by_variant: dict[str, list[dict]]) -> list[dict]:
                  classes=len({c for c, _ in mine}), seeds=len(by_seed),
                  mean=float(np.mean(seed_means)),
                  std=float(np.std(seed_means, ddof=1)) if len(seed_means) > 1 else None)
-      base = {(r["normal_class"], r["seed"]): r for r in by_variant.get("nnwds", [])
+      base = {(r["normal_class"], r["seed"]): r for r in by_variant.get(BASELINE, [])
               if r["dataset"] == dataset}
       diffs = [100 * (mine[k]["auc"] - base[k]["auc"]) for k in mine if k in base]
-      if variant != "nnwds" and diffs:
+      if variant != BASELINE and diffs:
         row["gain"] = float(np.mean(diffs))
         row["gain_se"] = (float(np.std(diffs, ddof=1) / math.sqrt(len(diffs)))
                           if len(diffs) > 1 else None)
@@ -135,7 +141,7 @@ def summarize(by_variant: dict[str, list[dict]]) -> list[dict]:
         if final:
           row[f"{loss}_mean"], row[f"{loss}_max"] = float(np.mean(final)), float(np.max(final))
       rows.append(row)
-  return sorted(rows, key=lambda r: (r["dataset"], r["variant"] != "nnwds", r["variant"]))
+  return sorted(rows, key=lambda r: (r["dataset"], r["variant"] != BASELINE, r["variant"]))
 
 
 def _fmt(value, digits=1):
@@ -163,7 +169,7 @@ def write_figure(by_variant: dict[str, list[dict]], png: str) -> None:
   """Per dataset: each variant's AUC per class (mean over seeds), and its mean, so a
   gain that comes from one class shows as such."""
   datasets = sorted({r["dataset"] for recs in by_variant.values() for r in recs})
-  variants = sorted(by_variant, key=lambda v: (v != "nnwds", v != "naive_nn", v))
+  variants = sorted(by_variant, key=lambda v: (v != BASELINE, v not in ABLATIONS, v))
   fig = Figure(figsize=(6 * len(datasets), 4))
   FigureCanvasAgg(fig)
   for k, dataset in enumerate(datasets):
@@ -256,7 +262,7 @@ def main(argv=None) -> int:
           print(f"[study] best symmetric head on the screen: {head}; now with all pairs",
                 flush=True)
           extra = screen_cells(preset, args.data_dir, heads=(), all_pairs_head=head)
-          extra = [c for c in extra if c[0] != "nnwds"]
+          extra = [c for c in extra if c[0] != BASELINE]
           failed += table1.run_grid([c for _, c in extra], args.workdir)
           screen += extra
         print(report(screen, args.workdir, "study_distance_screen"))
@@ -267,7 +273,7 @@ def main(argv=None) -> int:
         head = best_head(cell_records(screen, results))
         if head:
           screen += [c for c in screen_cells(preset, args.data_dir, heads=(), all_pairs_head=head)
-                     if c[0] != "nnwds"]
+                     if c[0] != BASELINE]
         print("## screen\n" + report(screen, args.workdir, "study_distance_screen"))
         if heads:
           print("## seeds\n" + report(seed_cells(heads, preset, args.data_dir, args.num_seeds,

@@ -29,16 +29,18 @@ import ml_collections
 
 from dsplit_jax import api
 from dsplit_jax import cli
+from dsplit_jax import configs
 from dsplit_jax import data
 from dsplit_jax import distributed
 from dsplit_jax import loop
+from dsplit_jax import methods as methods_lib
 from dsplit_jax import records
 from dsplit_jax import runner
 from dsplit_jax import workdir as workdir_lib
 
 # Methods whose result depends on rho (they train on the typical/atypical labels).
 # `ssim` uses the split's autoencoder but scores by SSIM alone, so rho does not matter.
-RHO_METHODS = ("dsplit", "nnwds")
+RHO_METHODS = methods_lib.names(uses_rho=True)
 
 
 @dataclasses.dataclass
@@ -75,11 +77,12 @@ def make_cells(*, datasets, methods="all", rhos=(), preset, classes="all", seed=
         preset=preset, dataset=dataset, normal_class=classes, method=methods, rho=None,
         seed=seed, num_seeds=num_seeds, data_dir=data_dir, overrides=list(overrides))
     for method in dict.fromkeys(chosen):
-      cell_rhos = dict.fromkeys(rhos) if method in RHO_METHODS and rhos else [config.rho]
+      cell_rhos = (dict.fromkeys(rhos) if methods_lib.get(method).uses_rho and rhos
+                   else [config.rho])
       for rho in cell_rhos:
         c = config.copy_and_resolve_references()
         c.method, c.rho = method, float(rho)
-        runner.validate(c)
+        configs.validate(c)
         (table if c.rho == config.rho else sweep).append(Cell(c))
   return table + sweep
 
@@ -88,7 +91,7 @@ def missing_jobs(cell: Cell, results: str) -> set[tuple[int, int]]:
   """(class, seed) jobs of the cell without a record of this exact config."""
   done = {(r["normal_class"], r["seed"]) for r in records.read_records(
       results, dataset=cell.dataset, method=cell.method, rho=cell.rho,
-      config_hash=runner.config_hash(cell.config))}
+      config_hash=configs.config_hash(cell.config))}
   return cell.jobs() - done
 
 
@@ -169,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", required=True, help="Records, scores, splits, checkpoints.")
   p.add_argument("--datasets", default="mnist,fashion_mnist,cifar10", help="Comma list.")
   p.add_argument("--methods", default="all",
-                 help=f"Comma list of {', '.join(runner.METHODS)}, or all.")
+                 help=f"Comma list of {', '.join(methods_lib.NAMES)}, or all.")
   p.add_argument("--rhos", default="",
                  help=f"Comma list of rho (%%) for {', '.join(RHO_METHODS)}; "
                       "default: the preset's rho only (Table 1). Fig. 4: 5,10,20,30,40,50.")

@@ -9,6 +9,7 @@ import tomllib
 import pytest
 
 from dsplit_jax import cli
+from dsplit_jax import configs
 from dsplit_jax import runner
 
 
@@ -27,9 +28,11 @@ def _flags(**kw):
     (dict(normal_class="ten"), "--normal_class must be an integer"),
     (dict(num_seeds=0), "--num_seeds >= 1"),
     (dict(overrides=["train.nope=1"]), "unknown config field 'train.nope'"),
-    (dict(overrides=["train.steps=abc"]), "train.steps wants a int"),
+    (dict(overrides=["train.steps=abc"]), "train.steps=abc: invalid literal for int()"),
+    (dict(overrides=["train.steps"]), "--set wants key=value"),
     (dict(overrides=["train.steps=15"]), "must be a positive multiple"),
     (dict(overrides=["model.conv_impl=cudnn"]), "model.conv_impl must be one of"),
+    (dict(overrides=["job_map=pmap"]), "job_map must be one of auto, map, vmap"),
     (dict(overrides=["ae.restarts=-1"]), "ae.restarts must be >= 0"),
 ])
 def test_bad_flags_raise_one_line(kw, message):
@@ -118,3 +121,33 @@ def test_installed_command_help_lists_presets_and_flags():
   for text in ("paper (accelerators)", "cpu (a 2-core machine)", "test (tiny",
                "--print_config", "--normal_class", "--set"):
     assert text in out.stdout, text
+
+
+TEST_CONFIG = os.path.join(os.path.dirname(__file__), "..", "dsplit_jax", "configs", "test.py")
+
+
+def test_config_file_with_overrides_is_the_preset_with_set():
+  a = _main(f"--config={TEST_CONFIG}", "--config.train.steps=40",
+            "--config.model.dense_features=(8, 8)", "--print_config")
+  b = _main("--preset=test", "--set=train.steps=40", "--set=model.dense_features=(8, 8)",
+            "--print_config")
+  assert a.returncode == b.returncode == 0, a.stderr[-2000:] + b.stderr[-2000:]
+  assert a.stdout == b.stdout
+  assert "  steps: 40" in a.stdout and "- 8\n  - 8\n" in a.stdout
+
+
+@pytest.mark.parametrize("args", [(f"--config={TEST_CONFIG}", "--config.train.stepz=40"),
+                                  ("--preset=test", "--set=train.stepz=40")])
+def test_a_misspelt_field_is_a_one_line_error(args):
+  out = _main(*args)
+  assert out.returncode == 2
+  lines = out.stderr.strip().splitlines()
+  assert len(lines) == 1 and "unknown config field" in lines[0] and "stepz" in lines[0], lines
+
+
+def test_configs_are_locked():
+  with pytest.raises(AttributeError, match="locked"):
+    configs.get_preset("cpu").train.stepz = 3
+  config, _ = cli.config_from_flags(**_flags())
+  with pytest.raises(AttributeError, match="locked"):
+    config.rhoo = 20.0

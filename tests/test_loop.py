@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dsplit_jax import loop
+from dsplit_jax import records
 
 
 def test_progress_shows_the_worst_job_of_a_stack():
@@ -36,16 +37,16 @@ def test_loss_curves_are_saved_per_job_and_survive_a_rerun_chunk(tmp_path):
   loop.run_phase("dsplit", {"w": np.zeros(2)}, chunk, total_steps=100, chunk_steps=50,
                  ckpt_dir=str(tmp_path), curve_jobs=["c0s0", "c1s0"])
   # The second chunk runs again (as after a kill before its checkpoint): no duplicates.
-  loop._append_curves(str(tmp_path / loop.CURVES_FILE), "dsplit", 50,
-                      chunk(None, 50)[1], ["c0s0", "c1s0"])
-  curves = loop.read_curves(str(tmp_path))
+  records.append_curves(str(tmp_path / records.CURVES_FILE), "dsplit", 50,
+                        chunk(None, 50)[1], ["c0s0", "c1s0"])
+  curves = records.read_curves(str(tmp_path))
   assert set(curves["dsplit"]) == {"c0s0", "c1s0"}  # the padded job is not saved
   points = curves["dsplit"]["c1s0"]["closeness"]
   assert [s for s, _ in points] == [25, 50, 75, 100]
   np.testing.assert_allclose([v for _, v in points], [10 * 12, 10 * 37, 10 * 62, 10 * 87])
-  assert loop.final_losses(str(tmp_path), "dsplit")["c0s0"] == {"closeness": 87.0,
-                                                                "dispersion": 174.0}
-  assert "c9s9" not in loop.final_losses(str(tmp_path), "dsplit")
+  assert records.final_losses(str(tmp_path), "dsplit")["c0s0"] == {"closeness": 87.0,
+                                                                   "dispersion": 174.0}
+  assert "c9s9" not in records.final_losses(str(tmp_path), "dsplit")
 
 
 def test_rate_and_eta_leave_out_the_first_chunk_which_compiles():
@@ -78,13 +79,13 @@ def test_loss_curves_also_go_through_a_clu_metric_writer(tmp_path, caplog):
   logged = [r.getMessage() for r in caplog.records if "dsplit/closeness/c0s0" in r.getMessage()]
   assert logged == ["[25] dsplit/closeness/c0s0=0.5", "[50] dsplit/closeness/c0s0=25.5"]
   # The run's own record is unchanged.
-  assert loop.read_curves(str(tmp_path))["dsplit"]["c0s0"]["closeness"] == [(25, 0.5),
-                                                                           (50, 25.5)]
+  assert records.read_curves(str(tmp_path))["dsplit"]["c0s0"]["closeness"] == [
+      (25, 0.5), (50, 25.5)]
   if writers.tensorboard_available():
     assert os.listdir(tmp_path / writers.TENSORBOARD_DIR)
   else:
     assert [l for l in lines if l.startswith("loss curves:")] == [
-        f"loss curves: {tmp_path / loop.CURVES_FILE} and the log; TensorBoard files need "
+        f"loss curves: {tmp_path / records.CURVES_FILE} and the log; TensorBoard files need "
         "TensorFlow (pip install tensorflow)"]
     assert not (tmp_path / writers.TENSORBOARD_DIR).exists()
 

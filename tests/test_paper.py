@@ -5,7 +5,7 @@ import collections
 import pytest
 
 from dsplit_jax import paper
-from dsplit_jax import runner
+from dsplit_jax import methods
 
 
 def test_shape():
@@ -14,7 +14,7 @@ def test_shape():
   assert collections.Counter(r["dataset"] for r in rows) == {d: 10 for d in paper.DATASETS}
   for d in paper.DATASETS:
     assert [r["normal_class"] for r in rows if r["dataset"] == d] == list(range(10))
-  assert set(paper.METHODS) == set(runner.METHODS)
+  assert set(paper.METHODS) == set(methods.NAMES)
   for r in rows:
     for m in paper.METHODS:
       assert 30 <= r[m] <= 100 and 0 <= r[f"{m}_std"] <= 10, (r["class_name"], m)

@@ -1,21 +1,28 @@
-"""Runner details that need no training."""
+"""The run's pieces that need no training: work-dir files, hashes, the split line."""
 
 import jax
 import numpy as np
+import pytest
 
 from dsplit_jax import configs
-from dsplit_jax import runner
+from dsplit_jax import fitting
+from dsplit_jax import records
 
 
 def test_only_process_zero_writes(tmp_path, monkeypatch):
   monkeypatch.setattr(jax, "process_index", lambda: 1)
-  runner._save_npz(str(tmp_path / "a.npz"), x=np.zeros(3))
-  runner._atomic_write(str(tmp_path / "b.bin"), b"x")
+  records.save_npz(str(tmp_path / "a.npz"), x=np.zeros(3))
+  records.atomic_write(str(tmp_path / "b.bin"), b"x")
   assert list(tmp_path.iterdir()) == []
   monkeypatch.setattr(jax, "process_index", lambda: 0)
-  runner._save_npz(str(tmp_path / "a.npz"), x=np.zeros(3))
-  runner._atomic_write(str(tmp_path / "b.bin"), b"x")
+  records.save_npz(str(tmp_path / "a.npz"), x=np.zeros(3))
+  records.atomic_write(str(tmp_path / "b.bin"), b"x")
   assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.bin"]
+
+
+def _ae_dir(config):
+  return records.autoencoder_dir("w", config.dataset, configs.autoencoder_hash(config),
+                                 (28, 28, 1))
 
 
 def test_autoencoder_cache_ignores_classifier_settings():
@@ -23,29 +30,29 @@ def test_autoencoder_cache_ignores_classifier_settings():
   other = configs.get_preset("cpu")
   other.train.learning_rate, other.method, other.model.conv_features = 0.5, "nnwds", (8,) * 5
   other.model.conv_impl = "xla"  # the same function: the same cache
-  assert runner._ae_dir("w", config, (28, 28, 1)) == runner._ae_dir("w", other, (28, 28, 1))
+  assert _ae_dir(config) == _ae_dir(other)
+  assert _ae_dir(config).startswith("w/autoencoders/mnist-") and _ae_dir(config).endswith("-28x28x1")
   other.ae.warmup_steps = 1
-  assert runner._ae_dir("w", config, (28, 28, 1)) != runner._ae_dir("w", other, (28, 28, 1))
+  assert _ae_dir(config) != _ae_dir(other)
 
 
 def test_config_hash_ignores_dsplit_only_fields_for_other_methods():
   a, b = configs.get_preset("cpu"), configs.get_preset("cpu")
   b.model.distance_head, b.train.pairs = "metric", "all"
   a.method = b.method = "nnwds"
-  assert runner.config_hash(a) == runner.config_hash(b)
+  assert configs.config_hash(a) == configs.config_hash(b)
   a.method = b.method = "dsplit"
-  assert runner.config_hash(a) != runner.config_hash(b)
+  assert configs.config_hash(a) != configs.config_hash(b)
 
 
 def test_bad_distance_head_or_pairs_is_a_config_error():
-  import pytest
   for field, value, message in [("model.distance_head", "cosine", "model.distance_head"),
                                 ("train.pairs", "random", "train.pairs")]:
     config = configs.get_preset("cpu")
     section, name = field.split(".")
     config[section][name] = value
-    with pytest.raises(runner.ConfigError, match=message):
-      runner.validate_training(config)
+    with pytest.raises(configs.ConfigError, match=message):
+      configs.validate(config, check_dataset=False)
 
 
 def test_new_fields_at_their_old_behaviour_keep_old_hashes():
@@ -53,12 +60,27 @@ def test_new_fields_at_their_old_behaviour_keep_old_hashes():
   # the same config hash and autoencoder cache as a config without the field.
   config = configs.get_preset("cpu")
   legacy = configs.get_preset("cpu")
-  del legacy.ae["output_bias"]
-  assert runner.config_hash(config) == runner.config_hash(legacy)
-  assert runner._ae_dir("w", config, (28, 28, 1)) == runner._ae_dir("w", legacy, (28, 28, 1))
+  with legacy.unlocked():
+    del legacy.ae["output_bias"]
+  assert configs.config_hash(config) == configs.config_hash(legacy)
+  assert _ae_dir(config) == _ae_dir(legacy)
   config.ae.output_bias = "mean_logit"
-  assert runner.config_hash(config) != runner.config_hash(legacy)
-  assert runner._ae_dir("w", config, (28, 28, 1)) != runner._ae_dir("w", legacy, (28, 28, 1))
+  assert configs.config_hash(config) != configs.config_hash(legacy)
+  assert _ae_dir(config) != _ae_dir(legacy)
+
+
+def test_job_map_stays_out_of_the_hashes():
+  # How a device runs its jobs (lax.map or vmap) is recorded, not hashed: the committed
+  # records (computed under vmap) keep their cells under either.
+  hashes = set()
+  for job_map in ("auto", "map", "vmap"):
+    config = configs.get_preset("cpu")
+    config.dataset, config.job_map = "fashion_mnist", job_map
+    hashes.add((configs.config_hash(config), _ae_dir(config)))
+  assert len(hashes) == 1
+  assert next(iter(hashes))[0] == "f5d0430a66af"  # studies/cpu/results.jsonl's dsplit cells
+
+
 def test_the_printed_split_size_is_the_one_used():
   from dsplit_jax import pipeline
   config = configs.get_preset("test")
@@ -68,8 +90,33 @@ def test_the_printed_split_size_is_the_one_used():
     config.rho = rho
     split = pipeline.split(config, ssim, idx, np.array([40], np.int32))
     assert int(split.atypical_count[0]) == used
-    line = runner.split_line(rho, used, 40)
+    line = fitting.split_line(rho, used, 40)
     assert line.startswith(f"[split] rho={rho:g}%: {used} of 40 images atypical (first job)")
     assert ("kept within [2, 38] so that both pair losses have pairs" in line) == note
-  assert runner.split_line(0.001, 2, 5923).endswith("rho asks for 0.0592, kept within "
-                                                    "[2, 5921] so that both pair losses have pairs")
+  assert fitting.split_line(0.001, 2, 5923).endswith("rho asks for 0.0592, kept within "
+                                                     "[2, 5921] so that both pair losses have pairs")
+
+
+def test_work_dir_paths_are_the_ones_earlier_runs_wrote(tmp_path):
+  """Existing work dirs (studies/cpu) are read back through these names."""
+  w = str(tmp_path)
+  assert records.scores_path(w, "mnist", 3, "dsplit", 10, 1, "ef0beb88ef0c") == (
+      f"{w}/scores/mnist-c3-dsplit-rho10-s1-ef0beb88ef0c.npz")
+  assert records.scores_path(w, "mnist", 3, "ocsvm", 12.5, 0) == f"{w}/scores/mnist-c3-ocsvm-rho12.5-s0.npz"
+  assert records.split_path(w, "fashion_mnist", 8, 2) == f"{w}/splits/fashion_mnist-c8-s2.npz"
+  config = configs.get_preset("cpu")
+  config.dataset, config.method = "mnist", "nnwds"
+  assert records.run_dir(w, config, [5, 2, 2], [0, 1, 0], "c4c3f25b72be") == (
+      f"{w}/runs/mnist-nnwds-rho10-c2_5-s0_1-c4c3f25b72be")
+  # A record finds its score file, hashed or written before hashes (render reads this way).
+  rec = dict(dataset="mnist", normal_class=3, method="dsplit", rho=10.0, seed=1,
+             config_hash="ef0beb88ef0c")
+  assert records.scores_file(w, rec) is None
+  records.save_scores(records.scores_path(w, "mnist", 3, "dsplit", 10, 1), [0.5], [1])
+  assert records.scores_file(w, rec).endswith("mnist-c3-dsplit-rho10-s1.npz")
+  records.save_scores(records.scores_path(w, "mnist", 3, "dsplit", 10, 1, "ef0beb88ef0c"),
+                      [0.5], [1])
+  assert records.scores_file(w, rec).endswith("-ef0beb88ef0c.npz")
+  records.save_split(records.split_path(w, "mnist", 3, 1), np.array([0.2, 0.9]), np.array([7, 4]))
+  ssim, index = records.load_split(records.split_file(w, rec))
+  assert ssim.tolist() == [0.2, 0.9] and index.tolist() == [7, 4]

@@ -8,6 +8,7 @@ import pytest
 from dsplit_jax import configs
 from dsplit_jax import loop
 from dsplit_jax import pipeline
+from dsplit_jax import split
 from dsplit_jax import train
 
 PAD = -1.0  # Lower than any SSIM: padded entries must still never be picked.
@@ -16,22 +17,22 @@ PAD = -1.0  # Lower than any SSIM: padded entries must still never be picked.
 def test_split_size_order_and_ties():
   ssim = jnp.array([0.5, 0.1, 0.9, 0.1, 0.3, 0.8, 0.7, 0.2, 0.6, 0.4, PAD, PAD])
   idx = jnp.arange(100, 112, dtype=jnp.int32)
-  s = train.split_by_ssim(ssim, idx, jnp.int32(10), rho=20.0)
+  s = split.split_by_ssim(ssim, idx, jnp.int32(10), rho=20.0)
   assert int(s.atypical_count) == 2 and int(s.typical_count) == 8
   # The two lowest SSIM are tied at 0.1: the lower position (1) comes first.
   np.testing.assert_array_equal(s.atypical_idx[:2], [101, 103])
   assert sorted(np.asarray(s.typical_idx[:8]).tolist()) == [100, 102, 104, 105, 106, 107, 108, 109]
   # 25% of 10 = 2.5 rounds half up to 3.
-  s = train.split_by_ssim(ssim, idx, jnp.int32(10), rho=25.0)
+  s = split.split_by_ssim(ssim, idx, jnp.int32(10), rho=25.0)
   np.testing.assert_array_equal(s.atypical_idx[:3], [101, 103, 107])
   assert int(s.typical_count) == 7
 
 
 def test_split_keeps_two_of_each_for_pairs():
   ssim = jnp.linspace(0, 1, 8)
-  s = train.split_by_ssim(ssim, jnp.arange(8, dtype=jnp.int32), jnp.int32(8), rho=1.0)
+  s = split.split_by_ssim(ssim, jnp.arange(8, dtype=jnp.int32), jnp.int32(8), rho=1.0)
   assert int(s.atypical_count) == 2
-  s = train.split_by_ssim(ssim, jnp.arange(8, dtype=jnp.int32), jnp.int32(8), rho=99.0)
+  s = split.split_by_ssim(ssim, jnp.arange(8, dtype=jnp.int32), jnp.int32(8), rho=99.0)
   assert int(s.typical_count) == 2
 
 
@@ -56,15 +57,15 @@ def test_plateau_ratio_one_on_the_mean_image_zero_on_a_copy():
   images = jax.random.uniform(jax.random.PRNGKey(0), (6, 4, 4, 1))
   garbage = images.at[4:].set(100.0)  # past `count`: must not count
   mean_image = jnp.mean(images[:4], axis=0)
-  assert float(train.plateau_ratio(None, garbage, 4, model=_Echo)) == 0.0
-  np.testing.assert_allclose(train.plateau_ratio(mean_image, garbage, 4, model=_Echo), 1.0,
+  assert float(split.plateau_ratio(None, garbage, 4, model=_Echo)) == 0.0
+  np.testing.assert_allclose(split.plateau_ratio(mean_image, garbage, 4, model=_Echo), 1.0,
                              rtol=1e-6)
   # Half-way between the mean and each image: a quarter of the mean image's error.
   class Half(_Echo):
     @staticmethod
     def apply(params, x):
       return (x + params) / 2
-  np.testing.assert_allclose(train.plateau_ratio(mean_image, garbage, 4, model=Half), 0.25,
+  np.testing.assert_allclose(split.plateau_ratio(mean_image, garbage, 4, model=Half), 0.25,
                              rtol=1e-5)
 
 

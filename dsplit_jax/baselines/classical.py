@@ -18,28 +18,7 @@ import skimage.color
 import skimage.feature
 from sklearn import ensemble, svm
 
-METHODS = ("ocsvm", "hog_ocsvm", "iforest")
 CHANNEL_MODES = ("grey", "max", "concat")
-
-
-def get_config() -> ml_collections.ConfigDict:
-  """Faithful defaults; the presets copy this into `config.classical`."""
-  cfg = ml_collections.ConfigDict()
-  # Preprocessing the caller passes to `data.one_class_task`; `run` takes the
-  # task as it is. "none" (pixels in [0, 1]) matches the paper, "gcn_minmax"
-  # (Ruff et al.) does not (notes/baselines.md).
-  cfg.preprocessing = "none"
-  cfg.ocsvm_nu = 0.15
-  cfg.ocsvm_gamma = "auto"  # scikit-learn: 1 / n_features, the paper's choice.
-  cfg.ocsvm_cache_mb = 1000.0  # kernel cache; speed only.
-  cfg.hog_orientations = 9
-  cfg.hog_pixels_per_cell = 8
-  cfg.hog_cells_per_block = 3
-  cfg.hog_block_norm = "L1"  # "L2-Hys" is scikit-image's default since 0.15.
-  cfg.hog_channel_mode = "grey"  # colour images only; see `hog_features`.
-  cfg.iforest_trees = 100
-  cfg.iforest_max_samples = "auto"  # min(256, n), Liu et al.'s psi.
-  return cfg
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -117,14 +96,13 @@ def iforest_scores(train, test, *, n_estimators: int = 100,
   return -model.score_samples(_flat(test))
 
 
-def run(method: str, task, cfg: ml_collections.ConfigDict,
-        seed: int = 0) -> np.ndarray:
-  """Scores of `method` on `task.test_images` (train: `task.train_images`).
+def run(method: str, train: np.ndarray, test: np.ndarray,
+        cfg: ml_collections.ConfigDict, seed: int = 0) -> np.ndarray:
+  """Scores of `method` (trained on `train`) on `test`, higher = more abnormal.
 
-  `task` is a `data.OneClassTask` built with `cfg.preprocessing`; OCSVM and
-  HOG are deterministic, so `seed` only reaches the Isolation Forest.
+  The images ([N, H, W, C]) come preprocessed as `cfg.preprocessing` says;
+  OCSVM and HOG are deterministic, so `seed` only reaches the Isolation Forest.
   """
-  train, test = task.train_images, task.test_images
   if method == "ocsvm":
     return ocsvm_scores(train, test, nu=cfg.ocsvm_nu, gamma=cfg.ocsvm_gamma,
                         cache_mb=cfg.ocsvm_cache_mb)
@@ -138,4 +116,4 @@ def run(method: str, task, cfg: ml_collections.ConfigDict,
   if method == "iforest":
     return iforest_scores(train, test, n_estimators=cfg.iforest_trees,
                           max_samples=cfg.iforest_max_samples, seed=seed)
-  raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+  raise ValueError(f"not a classical method: {method!r}")

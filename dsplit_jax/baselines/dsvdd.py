@@ -43,76 +43,13 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
+from dsplit_jax import layers
 from dsplit_jax.data import preprocessing as prep
 
 NETS = ("auto", "mnist_lenet", "cifar10_lenet")
-
-
-def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
-  """Hyperparameters; the presets copy one of these into `config.dsvdd`.
-
-  variant:
-    "paper":   the authors' MNIST command (README of Deep-SVDD-PyTorch),
-               also used for Fashion-MNIST: 150 + 150 epochs.
-    "cifar10": the authors' CIFAR-10 command (AE 350 epochs, milestone 250,
-               AE weight decay 0.5e-6).
-    "cpu":     25 AE + 25 Deep SVDD epochs (milestones 20), otherwise as
-               "paper"; MNIST AUCs within about a point of "paper"
-               (notes/baselines.md).
-    "test":    3 + 3 epochs, for unit tests only.
-  """
-  c = ml_collections.ConfigDict()
-  c.net = "auto"  # "auto": mnist_lenet for 1 channel, cifar10_lenet for 3.
-  c.preprocessing = "gcn_minmax"  # GCN (L1) + min-max of the normal class.
-  c.objective = "one-class"  # the only objective implemented.
-  c.conv = "auto"  # "taps" | "xla": same function, CPU speed (see conv2d).
-  c.bn_eps = 1e-4
-  c.bn_momentum = 0.9  # flax convention; PyTorch's momentum 0.1.
-  c.leaky_slope = 0.01  # F.leaky_relu default.
-  c.center_eps = 0.1
-  c.pretrain = True
-  # Deep SVDD phase (authors' flags --lr --n_epochs --lr_milestone ...).
-  c.lr = 1e-4
-  c.epochs = 150
-  c.lr_milestones = (50,)
-  c.batch_size = 200
-  c.weight_decay = 0.5e-6
-  # Autoencoder phase (--ae_lr --ae_n_epochs --ae_lr_milestone ...).
-  c.ae_lr = 1e-4
-  c.ae_epochs = 150
-  c.ae_lr_milestones = (50,)
-  c.ae_batch_size = 200
-  c.ae_weight_decay = 0.5e-3
-  c.eval_batch_size = 1000  # centre and scoring chunks; speed/memory only.
-  if variant == "paper":
-    pass
-  elif variant == "cifar10":
-    c.ae_epochs = 350
-    c.ae_lr_milestones = (250,)
-    c.ae_weight_decay = 0.5e-6
-  elif variant == "cpu":
-    c.ae_epochs, c.ae_lr_milestones = 25, (20,)
-    c.epochs, c.lr_milestones = 25, (20,)
-  elif variant == "test":
-    c.ae_epochs, c.ae_lr_milestones = 3, (2,)
-    c.epochs, c.lr_milestones = 3, (2,)
-  else:
-    raise ValueError(f"unknown variant {variant!r}")
-  return c
-
-
-def resolve_config(cfg) -> ml_collections.ConfigDict:
-  """`cfg` laid over the "paper" defaults (a preset may set only what it
-  changes); unknown fields raise KeyError."""
-  out = get_config("paper")
-  out.lock()
-  for k, v in cfg.items():
-    out[k] = v
-  return out
 
 
 # --------------------------------------------------------------------------
@@ -126,99 +63,28 @@ _torch_init_transposed = nn.initializers.variance_scaling(
 _xavier_leaky = nn.initializers.variance_scaling(
     2 / (1 + 0.01**2), "fan_avg", "uniform")
 
-# Inside the networks activations are [H, W, C, B] ("HWCN"). With 1 to 8
-# channels XLA's CPU convolutions run at a few GFLOP/s; a convolution written
-# as k*k*C multiply-adds of shifted [H, W, 1, B] slices with [O, 1] kernel
-# columns vectorises over the batch and fuses into a few loops
-# (`conv="taps"`). The AE training step is about 2x faster this way
-# (notes/baselines.md). Wider layers (CIFAR-10) use XLA's convolution.
-_HWCN = ("HWCN", "HWIO", "HWCN")
-_TAPS_MAX = 64  # `conv="auto"`: taps when C * O <= this, XLA's conv above.
-CONV_IMPLS = ("auto", "taps", "xla")
+def _conv(features: int, padding: int, channels: int, *, transposed: bool, init: str,
+          impl: str, name: str):
+  """5x5 convolution without bias, stride 1, PyTorch's padding `padding`.
 
-
-def _conv_xla(x, kernel, padding: int):
-  p = ((padding, padding), (padding, padding))
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), p,
-                                      dimension_numbers=_HWCN)
-
-
-def _conv_taps(x, kernel, padding: int):
-  """Stride-1 cross-correlation as broadcast multiply-adds, batch in lanes.
-
-  One fused loop per kernel row; the barriers keep the fusions small (compile
-  time, registers) and stop XLA from recomputing x's producer once per tap.
+  `transposed=True` is PyTorch's stride-1 ConvTranspose2d(padding=p): a convolution
+  with padding k - 1 - p whose kernel, as in flax's ConvTranspose, is not flipped (a
+  re-parametrisation). The module is `layers.conv_modules(impl)`'s, the convolution of
+  every network of the library (`model.conv_impl`). Under "auto" on CPU a convolution
+  with few channels (C_in * C_out <= layers.TAPS_MAX: all of MNIST's) is "taps": there
+  lax.conv ran 2x and im2col 3-4x slower (notes/baselines.md).
   """
-  k, _, cin, _ = kernel.shape
-  h, w = x.shape[0], x.shape[1]
-  x = jax.lax.optimization_barrier(x)
-  xp = jnp.pad(x, ((padding, padding), (padding, padding), (0, 0), (0, 0)))
-  ho, wo = h + 2 * padding - k + 1, w + 2 * padding - k + 1
-  acc = 0.0
-  for i in range(k):
-    row = 0.0
-    for j in range(k):
-      for c in range(cin):
-        row = row + xp[i:i + ho, j:j + wo, c:c + 1] * kernel[i, j, c][:, None]
-    acc = jax.lax.optimization_barrier(acc + row)
-  return acc
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_small(x, kernel, padding):
-  return _conv_taps(x, kernel, padding)
-
-
-def _conv_small_fwd(x, kernel, padding):
-  return _conv_taps(x, kernel, padding), (x, kernel)
-
-
-def _conv_small_bwd(padding, res, g):
-  x, kernel = res
-  k = kernel.shape[0]
-  # d/dx: the convolution of g with the flipped, transposed kernel (few
-  # channels again); d/dkernel: XLA's, fast enough for these shapes.
-  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-  dx = _conv_taps(g, flipped, k - 1 - padding)
-  dk = jax.vjp(lambda w: _conv_xla(x, w, padding), kernel)[1](g)[0]
-  return dx, dk
-
-
-_conv_small.defvjp(_conv_small_fwd, _conv_small_bwd)
-
-
-def conv2d(x, kernel, padding: int, impl: str = "auto"):
-  """Stride-1 cross-correlation (nn.Conv2d) of x [H, W, C, B], kernel [k, k, C, O]."""
-  if impl not in CONV_IMPLS:
-    raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
-  if impl == "taps" or (
-      impl == "auto" and kernel.shape[2] * kernel.shape[3] <= _TAPS_MAX):
-    return _conv_small(x, kernel, padding)
-  return _conv_xla(x, kernel, padding)
-
-
-class Conv(nn.Module):
-  """5x5 convolution without bias on HWCN activations (flax HWIO kernel).
-
-  `transposed=True` is PyTorch's stride-1 ConvTranspose2d(padding=p): a
-  convolution with padding k - 1 - p whose kernel, as in flax's
-  ConvTranspose, is not flipped (a re-parametrisation).
-  """
-  features: int
-  padding: int  # PyTorch's padding argument.
-  transposed: bool = False
-  init: str = "torch"
-  impl: str = "auto"
-
-  @nn.compact
-  def __call__(self, x):
-    if self.init == "xavier":
-      init = _xavier_leaky
-    else:
-      init = _torch_init_transposed if self.transposed else _torch_init
-    kernel = self.param("kernel", init, (5, 5, x.shape[2], self.features))
-    pad = 4 - self.padding if self.transposed else self.padding
-    return conv2d(x, kernel, pad, self.impl)
+  if (impl == "auto" and jax.default_backend() == "cpu"
+      and channels * features <= layers.TAPS_MAX):
+    impl = "taps"
+  if init == "xavier":
+    kernel_init = _xavier_leaky
+  else:
+    kernel_init = _torch_init_transposed if transposed else _torch_init
+  pad = 4 - padding if transposed else padding
+  conv, _ = layers.conv_modules(impl, kernel_init)
+  return conv(features, (5, 5), padding=((pad, pad), (pad, pad)), use_bias=False,
+              name=name)
 
 
 class _Net(nn.Module):
@@ -227,7 +93,7 @@ class _Net(nn.Module):
   bn_eps: float = 1e-4
   bn_momentum: float = 0.9
   slope: float = 0.01
-  conv: str = "auto"
+  conv_impl: str = "auto"  # `model.conv_impl`: how convolutions are lowered
 
   def block(self, x, features, padding, names, train, mask, *,
             transposed=False, init="torch"):
@@ -235,43 +101,40 @@ class _Net(nn.Module):
 
     `names`: (conv, bn) module names, PyTorch's attribute names.
     """
-    x = Conv(features, padding, transposed, init, self.conv,
-             name=names[0])(x)
+    x = _conv(features, padding, x.shape[-1], transposed=transposed, init=init,
+              impl=self.conv_impl, name=names[0])(x)
     return nn.leaky_relu(self.bn(x, train, mask, names[1]), self.slope)
 
   def bn(self, x, train, mask, name):
     """BatchNorm without affine over all axes but the channels; mask [B]."""
-    if x.ndim == 4:  # HWCN
-      axis, m = 2, None if mask is None else mask.reshape(1, 1, 1, -1)
-    else:  # [B, F]
-      axis, m = -1, None if mask is None else mask[:, None]
-    return nn.BatchNorm(use_running_average=not train, axis=axis,
+    m = None if mask is None else mask.reshape((-1,) + (1,) * (x.ndim - 1))
+    return nn.BatchNorm(use_running_average=not train, axis=-1,
                         use_bias=False, use_scale=False, epsilon=self.bn_eps,
                         momentum=self.bn_momentum, use_fast_variance=False,
                         name=name)(x, mask=m)
 
 
 def _pool(x):
-  """2x2 max pool of HWCN as a reshape-max: its gradient is much faster on
+  """2x2 max pool of NHWC as a reshape-max: its gradient is much faster on
   CPU than reduce_window's select-and-scatter (ties share the gradient)."""
-  h, w, c, b = x.shape
-  return x.reshape(h // 2, 2, w // 2, 2, c, b).max(axis=(1, 3))
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 def _upsample(x):
-  """F.interpolate(scale_factor=2), nearest, of HWCN."""
-  return jnp.repeat(jnp.repeat(x, 2, axis=0), 2, axis=1)
+  """F.interpolate(scale_factor=2), nearest, of NHWC."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
 def _flatten_chw(x):
-  """PyTorch's x.view(B, -1) of the NCHW tensor; x is HWCN."""
-  return jnp.transpose(x, (3, 2, 0, 1)).reshape(x.shape[3], -1)
+  """PyTorch's x.view(B, -1) of the NCHW tensor; x is NHWC."""
+  return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
 
 
 def _unflatten_chw(z, channels, size):
-  """PyTorch's z.view(B, C, size, size), returned as HWCN."""
+  """PyTorch's z.view(B, C, size, size), returned as NHWC."""
   return jnp.transpose(z.reshape(z.shape[0], channels, size, size),
-                       (2, 3, 1, 0))
+                       (0, 2, 3, 1))
 
 
 class Encoder(_Net):
@@ -285,7 +148,6 @@ class Encoder(_Net):
     mnist = self.net == "mnist_lenet"
     widths, rep, init = (((8, 4), 32, "torch") if mnist
                          else ((32, 64, 128), 128, "xavier"))
-    x = jnp.transpose(x, (1, 2, 3, 0))
     for i, w in enumerate(widths, 1):
       names = (f"conv{i}", f"bn{i}" if mnist else f"bn2d{i}")
       x = _pool(self.block(x, w, 2, names, train, mask, init=init))
@@ -303,7 +165,7 @@ class Autoencoder(_Net):
   def __call__(self, x, train: bool = False, mask=None):
     channels = x.shape[-1]
     z = Encoder(self.net, self.bn_eps, self.bn_momentum, self.slope,
-                self.conv, name="encoder")(x, train, mask)
+                self.conv_impl, name="encoder")(x, train, mask)
     if self.net == "mnist_lenet":
       # (2,4,4) -> up 8 -> deconv(p2) 8 -> up 16 -> deconv(p3) 14 -> up 28.
       x = _upsample(nn.leaky_relu(_unflatten_chw(z, 2, 4), self.slope))
@@ -320,9 +182,9 @@ class Autoencoder(_Net):
         x = _upsample(self.block(x, w, 2, (f"deconv{i}", f"bn2d{i + 3}"),
                                  train, mask, transposed=True, init="xavier"))
       init, last = "xavier", "deconv4"
-    x = Conv(channels, 2, transposed=True, init=init, impl=self.conv,
-             name=last)(x)
-    return jnp.transpose(nn.sigmoid(x), (3, 0, 1, 2))
+    x = _conv(channels, 2, x.shape[-1], transposed=True, init=init,
+              impl=self.conv_impl, name=last)(x)
+    return nn.sigmoid(x)
 
 
 # --------------------------------------------------------------------------
@@ -336,7 +198,8 @@ class State:
   opt_state: Any
 
 
-def networks(cfg, channels: int) -> tuple[Autoencoder, Encoder]:
+def networks(cfg, channels: int, conv_impl: str = "auto"
+             ) -> tuple[Autoencoder, Encoder]:
   """(autoencoder, phi) for `cfg`; cfg.net "auto" picks by channel count."""
   net = cfg.net
   if net == "auto":
@@ -344,7 +207,7 @@ def networks(cfg, channels: int) -> tuple[Autoencoder, Encoder]:
   if net not in NETS[1:]:
     raise ValueError(f"cfg.net must be one of {NETS}, got {cfg.net!r}")
   kw = dict(net=net, bn_eps=cfg.bn_eps, bn_momentum=cfg.bn_momentum,
-            slope=cfg.leaky_slope, conv=cfg.conv)
+            slope=cfg.leaky_slope, conv_impl=conv_impl)
   return Autoencoder(**kw), Encoder(**kw)
 
 
@@ -557,7 +420,7 @@ def _run_phase(phase: str, state: State, aux, *, model, lr: float,
 
 
 def train_and_score(cfg, pool, job_idx, job_counts, job_keys, test_images, *,
-                    job_affine=None, progress=None) -> np.ndarray:
+                    job_affine=None, progress=None, conv_impl="auto") -> np.ndarray:
   """Trains one Deep SVDD per job and scores `test_images`: [J, M] scores.
 
   pool: float32 [P, H, W, C] training images of all jobs, shared.
@@ -571,6 +434,7 @@ def train_and_score(cfg, pool, job_idx, job_counts, job_keys, test_images, *,
     class min-max of Ruff et al. on a class-independently GCN'd pool).
   progress: callable(phase, step, total, metrics), called after every epoch
     with phase "ae" or "dsvdd" and metrics {"loss": mean over jobs, "lr"}.
+  conv_impl: `model.conv_impl` (layers.py); the same function either way.
   """
   if cfg.objective != "one-class":
     raise ValueError(f"only the one-class objective: {cfg.objective!r}")
@@ -587,7 +451,7 @@ def train_and_score(cfg, pool, job_idx, job_counts, job_keys, test_images, *,
   pool = jnp.asarray(pool, jnp.float32)
   data = (pool, jnp.asarray(job_idx), jnp.asarray(job_counts))
   affine = jnp.asarray(job_affine, jnp.float32)
-  ae, phi = networks(cfg, pool.shape[-1])
+  ae, phi = networks(cfg, pool.shape[-1], conv_impl)
   job_keys = _typed_keys(job_keys)
 
   def fold(i):
@@ -646,9 +510,11 @@ def prepare(preprocessing: str, pool, job_idx, job_counts, test_images):
 
 
 def run(config, jobs, progress=None) -> np.ndarray:
-  """Entry point of `runner`: Deep SVDD scores [J, M] for `runner.Jobs`."""
-  cfg = resolve_config(config.dsvdd)
+  """Deep SVDD scores [J, M] for `data.Jobs`, with `config.dsvdd` and
+  `config.model.conv_impl`."""
+  cfg = config.dsvdd
   pool, test, affine = prepare(cfg.preprocessing, jobs.pool, jobs.train_idx,
                                jobs.train_count, jobs.test_images)
   return train_and_score(cfg, pool, jobs.train_idx, jobs.train_count,
-                         jobs.keys, test, job_affine=affine, progress=progress)
+                         jobs.keys, test, job_affine=affine, progress=progress,
+                         conv_impl=config.model.conv_impl)

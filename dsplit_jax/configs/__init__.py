@@ -1,13 +1,212 @@
-"""Named presets: `paper` (accelerators), `cpu` (a 2-core machine), `test` (unit tests)."""
+"""Configs: the presets, their loading with overrides, the one validation, the hashes.
 
+Presets are ml_collections config files (`get_config()`): `paper` (accelerators),
+`cpu` (a 2-core machine), `test` (unit tests). The command line loads them with
+`ml_collections.config_flags`:
+
+  python -m dsplit_jax.main --config=dsplit_jax/configs/cpu.py --config.train.steps=300
+  python -m dsplit_jax.main --preset=cpu --set=train.steps=300     # the same config
+
+Every loaded config is locked: a misspelt field is an error, not a new field.
+`validate(config)` is the one check every entry point (command line, API, grid, study)
+runs before any work. `config_hash(config)` names a run's results: the records of a
+work dir are reused only by a config with the same hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
 import importlib
+import json
+import os
 
+from absl import flags
 import ml_collections
+from ml_collections import config_flags
 
 PRESETS = ("paper", "cpu", "test")
 
 
-def get_preset(name: str) -> ml_collections.ConfigDict:
+class ConfigError(ValueError):
+  """Bad input found before any training starts; the message is one line."""
+
+
+# ----------------------------------------------------------------------- loading
+
+def preset_path(name: str) -> str:
+  """The config file of preset `name` (for `--config=`)."""
   if name not in PRESETS:
-    raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-  return importlib.import_module(f"dsplit_jax.configs.{name}").get_config()
+    raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+  return os.path.join(os.path.dirname(__file__), f"{name}.py")
+
+
+def get_preset(name: str) -> ml_collections.ConfigDict:
+  """Preset `name`, locked."""
+  preset_path(name)  # the check
+  config = importlib.import_module(f"dsplit_jax.configs.{name}").get_config()
+  config.lock()
+  return config
+
+
+def default_preset() -> str:
+  """`paper` when JAX sees an accelerator, else `cpu`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return "cpu" if jax.default_backend() == "cpu" else "paper"
+
+
+def load(preset: str, overrides=()) -> ml_collections.ConfigDict:
+  """Preset `preset` with `overrides` ("key=value", as `--set`) applied; locked."""
+  return override(get_preset(preset), overrides)
+
+
+def override(config: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
+  """Applies "key=value" items in place, parsed as `--config.key=value` is by
+  `ml_collections.config_flags` (the same types and literals); returns `config`."""
+  argv = ["override"]
+  for item in overrides:
+    if "=" not in item:
+      raise ConfigError(f"--set wants key=value, got {item!r}")
+    key = item.split("=", 1)[0]
+    parent, *_ = _field_parent(config, key)
+    del parent
+    argv.append(f"--config.{item}")
+  if len(argv) == 1:
+    return config
+  values = flags.FlagValues()
+  try:
+    config_flags.DEFINE_config_dict("config", config, flag_values=values, sys_argv=argv)
+    values(argv)
+  except flags.Error as e:
+    raise ConfigError(" ".join(str(e).split()).replace("flag --config.", "")) from None
+  return values.config
+
+
+def _field_parent(config, key: str):
+  parent, parts = config, key.split(".")
+  for p in parts[:-1]:
+    if not isinstance(parent, ml_collections.ConfigDict) or p not in parent:
+      raise ConfigError(f"unknown config field {key!r}")
+    parent = parent[p]
+  if not isinstance(parent, ml_collections.ConfigDict) or parts[-1] not in parent:
+    raise ConfigError(f"unknown config field {key!r}")
+  return parent, parts[-1]
+
+
+# -------------------------------------------------------------------- validation
+
+def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -> None:
+  """Checks what can be checked without training; raises a one-line ConfigError.
+
+  `check_dataset=False` is for one's own images (the API), where no dataset is read:
+  the dataset name, its class count and the normal classes are then not checked.
+  """
+  # pylint: disable=g-import-not-at-top  (light import for `--help`; these need JAX)
+  from dsplit_jax import layers
+  from dsplit_jax import methods
+  from dsplit_jax import models
+  from dsplit_jax import pipeline
+  from dsplit_jax import train
+  from dsplit_jax import data
+  if config.method not in methods.METHODS:
+    raise ConfigError(f"unknown method {config.method!r}; choose one of "
+                      f"{', '.join(methods.NAMES)}")
+  if check_dataset and config.dataset not in data.DATASETS:
+    raise ConfigError(f"unknown dataset {config.dataset!r}; choose one of "
+                      f"{', '.join(data.DATASETS)}")
+  choices = [("model.distance_head", models.DISTANCE_HEADS), ("train.pairs", train.PAIRINGS),
+             ("ae.output_bias", ("zero", "mean_logit")),
+             ("model.conv_impl", layers.CONV_IMPLS), ("loop", ("auto", "scan", "host")),
+             ("job_map", pipeline.JOB_MAPS),
+             ("classical.preprocessing", data.one_class.PREPROCESSING),
+             ("classical.hog_channel_mode", ("grey", "max", "concat")),
+             ("dsvdd.preprocessing", ("none", "gcn_minmax")),
+             ("dsvdd.net", ("auto", "mnist_lenet", "cifar10_lenet")),
+             ("dsvdd.objective", ("one-class",))]
+  for key, allowed in choices:
+    parent, name = _field_parent(config, key)
+    if parent[name] not in allowed:
+      raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {parent[name]!r}")
+  if not 0 < config.rho < 100:
+    raise ConfigError(f"rho must be in (0, 100) percent, got {config.rho}")
+  if not config.seeds or any(int(s) < 0 for s in config.seeds):
+    raise ConfigError(f"seeds must be non-negative integers, got {tuple(config.seeds)}")
+  if config.image_size % 4 or config.image_size < 16:
+    raise ConfigError(f"image_size must be a multiple of 4 and >= 16, got {config.image_size}")
+  if config.ae.restarts < 0 or config.ae.plateau_images < 1 or config.ae.plateau_ratio <= 0:
+    raise ConfigError(f"ae.restarts must be >= 0, ae.plateau_images >= 1 and "
+                      f"ae.plateau_ratio > 0, got {config.ae.restarts}, "
+                      f"{config.ae.plateau_images}, {config.ae.plateau_ratio}")
+  for phase in ("ae", "train"):
+    steps, chunk = config[phase].steps, config[phase].chunk_steps
+    if steps <= 0 or chunk <= 0 or steps % chunk:
+      raise ConfigError(f"{phase}.steps={steps} must be a positive multiple of "
+                        f"{phase}.chunk_steps={chunk}")
+  if not check_dataset:
+    return
+  if not config.normal_classes:
+    raise ConfigError("no normal class given")
+  n = data.num_classes(config.dataset, config.data_dir or None)
+  for c in config.normal_classes:
+    if not 0 <= int(c) < n:
+      raise ConfigError(f"normal class {c} out of range for {config.dataset} "
+                        f"(classes 0..{n - 1})")
+
+
+# ------------------------------------------------------------------------ hashes
+
+# Fields that say which jobs run, not what a job computes: they stay out of the config
+# hash. `job_map` (lax.map or vmap over a device's jobs) is like the device count: the
+# records carry the one used, and committed records stay reusable under either.
+_JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method", "job_map")
+# Fields only the pair losses read (dsplit's): other methods' hashes ignore them, so an
+# nnwds or naive_nn record stays valid (and is reused by the grid) whichever distance
+# head is chosen.
+_DISTANCE_HEAD_FIELDS = (("model", "distance_head"), ("train", "pairs"))
+# Fields added after records and cached autoencoders were written: at the value that
+# reproduces the earlier behaviour they stay out of every hash, so those stay valid.
+# Deep SVDD's fields joined the config in issue 15 (before, `dsvdd` held only what a
+# preset changed, laid over the same defaults).
+def _compatible_defaults() -> dict:
+  from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
+  return {("ae", "output_bias"): "zero",
+          **{("dsvdd", k): v for k, v in base.get_config().dsvdd.items()}}
+
+
+def _drop_compatible_defaults(d: dict) -> dict:
+  for (section, field), value in _compatible_defaults().items():
+    if _plain(d.get(section, {}).get(field)) == _plain(value):
+      d[section] = {k: v for k, v in d[section].items() if k != field}
+  return d
+
+
+def _plain(value):
+  """JSON's view of a value (tuples and lists alike)."""
+  return json.loads(json.dumps(value))
+
+
+def hashed_fields(config: ml_collections.ConfigDict) -> dict:
+  """The config fields that change a job's result under its method."""
+  from dsplit_jax import methods  # pylint: disable=g-import-not-at-top
+  d = _drop_compatible_defaults(
+      {k: v for k, v in config.to_dict().items() if k not in _JOB_FIELDS})
+  if not methods.get(config.method).uses_distance_head:
+    for section, field in _DISTANCE_HEAD_FIELDS:
+      d.get(section, {}).pop(field, None)
+  return d
+
+
+def config_hash(config: ml_collections.ConfigDict) -> str:
+  return digest(hashed_fields(config))
+
+
+def autoencoder_hash(config: ml_collections.ConfigDict) -> str:
+  """Splitting autoencoders depend on these fields only, so methods and classifier
+  settings share them (not `model.conv_impl`: the same function)."""
+  return digest(dict(dataset=config.dataset, image_size=config.image_size,
+                     ae=_drop_compatible_defaults({"ae": config.ae.to_dict()})["ae"],
+                     conv_features=config.model.ae_conv_features,
+                     code_features=config.model.ae_code_features))
+
+
+def digest(d: dict) -> str:
+  return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:12]

@@ -91,6 +91,26 @@ def get_config() -> ml_collections.ConfigDict:
   c.classical.iforest_trees = 100
   c.classical.iforest_max_samples = "auto"
 
-  # Deep SVDD: fields laid over dsvdd.get_config("paper") (the authors' MNIST command).
+  # Deep SVDD (baselines/dsvdd.py): the authors' MNIST command (Deep-SVDD-PyTorch's
+  # README), also used for Fashion-MNIST and CIFAR-10; notes/baselines.md.
   c.dsvdd = ml_collections.ConfigDict()
+  c.dsvdd.net = "auto"               # mnist_lenet for 1 channel, cifar10_lenet for 3
+  c.dsvdd.preprocessing = "gcn_minmax"  # GCN (L1) + min-max of the normal class
+  c.dsvdd.objective = "one-class"    # the only objective implemented
+  c.dsvdd.bn_eps = 1e-4
+  c.dsvdd.bn_momentum = 0.9          # flax convention; PyTorch's momentum 0.1
+  c.dsvdd.leaky_slope = 0.01         # F.leaky_relu default
+  c.dsvdd.center_eps = 0.1
+  c.dsvdd.pretrain = True
+  c.dsvdd.lr = 1e-4                  # Deep SVDD phase (--lr --n_epochs --lr_milestone)
+  c.dsvdd.epochs = 150
+  c.dsvdd.lr_milestones = (50,)
+  c.dsvdd.batch_size = 200
+  c.dsvdd.weight_decay = 0.5e-6
+  c.dsvdd.ae_lr = 1e-4               # autoencoder phase (--ae_lr --ae_n_epochs ...)
+  c.dsvdd.ae_epochs = 150
+  c.dsvdd.ae_lr_milestones = (50,)
+  c.dsvdd.ae_batch_size = 200
+  c.dsvdd.ae_weight_decay = 0.5e-3
+  c.dsvdd.eval_batch_size = 1000     # centre and scoring chunks; speed/memory only
   return c

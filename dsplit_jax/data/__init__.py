@@ -9,6 +9,9 @@ from dsplit_jax.data import preprocessing
 from dsplit_jax.data.errors import DataError
 from dsplit_jax.data.folder import iter_image_files
 from dsplit_jax.data.folder import load_image_files
+from dsplit_jax.data.jobs import Jobs
+from dsplit_jax.data.jobs import describe_sources
+from dsplit_jax.data.jobs import load_jobs
 from dsplit_jax.data.one_class import OneClassTask
 from dsplit_jax.data.one_class import one_class_task
 from dsplit_jax.data.sources import DATASETS
@@ -21,12 +24,15 @@ from dsplit_jax.data.sources import source_files
 __all__ = [
     "DATASETS",
     "DataError",
+    "Jobs",
     "OneClassTask",
     "class_names",
     "describe_files",
+    "describe_sources",
     "iter_image_files",
     "load",
     "load_image_files",
+    "load_jobs",
     "num_classes",
     "one_class_task",
     "preprocessing",

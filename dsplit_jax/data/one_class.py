@@ -44,8 +44,7 @@ def one_class_task(name, normal_class, data_dir=None, preprocessing="none",
   if len(train_x) == 0:
     raise ValueError(f"{name}: no training images of class {normal_class} "
                      f"({names[normal_class]})")
-  train_x = train_x.astype(np.float32) / 255.0
-  test_x = test_x.astype(np.float32) / 255.0
+  train_x, test_x = prep.unit_interval(train_x), prep.unit_interval(test_x)
   if preprocessing == "gcn_minmax":
     train_x, test_x = prep.gcn_minmax(train_x, test_x)
   return OneClassTask(

@@ -12,6 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def unit_interval(images) -> np.ndarray:
+  """uint8 pixels as float32 in [0, 1]: x / 255, the scale every method starts from."""
+  return np.asarray(images).astype(np.float32) / 255.0
+
+
 def global_contrast_normalization(x, scale="l1"):
   """Per image: subtract its mean, divide by its mean absolute deviation (L1).
 

@@ -1,12 +1,11 @@
 """Classical baselines: HOG layout, score orientation, dispatch, MNIST sanity."""
 
 import os
-import types
 
 import numpy as np
 import pytest
 
-from dsplit_jax import data, metrics
+from dsplit_jax import configs, data, metrics, methods
 from dsplit_jax.baselines import classical
 
 
@@ -69,14 +68,13 @@ def test_iforest_seed_is_reproducible():
 
 def test_run_dispatches_and_rejects_unknown_methods():
   train, test, labels = _blobs()
-  task = types.SimpleNamespace(train_images=np.tile(train, (1, 6, 6, 1)),
-                               test_images=np.tile(test, (1, 6, 6, 1)))
-  cfg = classical.get_config()
-  for method in classical.METHODS:
-    scores = classical.run(method, task, cfg, seed=0)
+  train, test = np.tile(train, (1, 6, 6, 1)), np.tile(test, (1, 6, 6, 1))
+  cfg = configs.get_preset("paper").classical
+  for method in methods.names(scorer="classical"):
+    scores = classical.run(method, train, test, cfg, seed=0)
     assert scores.shape == (100,) and np.all(np.isfinite(scores))
   with pytest.raises(ValueError, match="method"):
-    classical.run("svdd", task, cfg)
+    classical.run("svdd", train, test, cfg)
 
 
 def test_mnist_digit_zero_matches_paper_roughly():
@@ -86,10 +84,9 @@ def test_mnist_digit_zero_matches_paper_roughly():
   task = data.one_class_task("mnist", 0, root)
   # 1000 training images, first 2000 test images: OCSVM 97.4, HOG 87.2 with
   # L1 and 93.2 with L2-Hys (paper, full sets: 98.2, 87.3).
-  small = types.SimpleNamespace(train_images=task.train_images[:1000],
-                                test_images=task.test_images[:2000])
+  small = task.train_images[:1000], task.test_images[:2000]
   labels = task.test_labels[:2000]
-  cfg = classical.get_config()
-  assert metrics.auc(labels, classical.run("ocsvm", small, cfg)) > 0.96
-  hog = metrics.auc(labels, classical.run("hog_ocsvm", small, cfg))
+  cfg = configs.get_preset("paper").classical
+  assert metrics.auc(labels, classical.run("ocsvm", *small, cfg)) > 0.96
+  hog = metrics.auc(labels, classical.run("hog_ocsvm", *small, cfg))
   assert 0.84 < hog < 0.90

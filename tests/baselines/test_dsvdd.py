@@ -6,17 +6,15 @@ import types
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from dsplit_jax import data, metrics
+from dsplit_jax import configs, data, metrics
 from dsplit_jax.baselines import dsvdd
 
 
 def _tiny_cfg(**kw):
-  cfg = dsvdd.get_config("test")
-  cfg.conv = "xla"  # Same function as "taps" (tested below), compiles faster.
+  cfg = configs.get_preset("test").dsvdd
   for k, v in kw.items():
     cfg[k] = v
   return cfg
@@ -44,22 +42,35 @@ def test_networks_have_no_bias_and_torch_sizes(net, shape, encoder_params):
   assert z.shape == (2, 32 if net == "mnist_lenet" else 128)
 
 
-def test_taps_convolution_matches_xla_with_gradients():
-  # A 3x3 kernel (the code is generic in k) keeps the unrolled taps, and
-  # so the compile, small; padding 2 > k // 2 grows the output, as the AE's
-  # ConvTranspose(p=3) shrinks it, both ways of k - 1 - p.
-  cin, cout, padding = 2, 3, 2
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(9, 9, cin, 6)).astype(np.float32)
-  w = rng.normal(size=(3, 3, cin, cout)).astype(np.float32)
-  g = rng.normal(size=(11, 11, cout, 6)).astype(np.float32)
+@pytest.mark.parametrize("net,shape", [("mnist_lenet", (16, 28, 28, 1)),
+                                       ("cifar10_lenet", (16, 32, 32, 3))])
+def test_both_conv_impls_are_the_same_network(net, shape):
+  # model.conv_impl switches every network's convolutions (layers.conv_modules) between
+  # im2col matrix products, lax.conv and broadcast multiply-adds (taps): the same
+  # parameters and the same function,
+  # including the decoder's stride-1 transposed convolutions and their gradients.
+  x = jnp.asarray(np.random.default_rng(0).uniform(size=shape), jnp.float32)
+  # taps only where "auto" uses it: unrolled over 25 * C_in taps, a wide layer would
+  # take minutes to compile.
+  impls = ("patches", "xla", "taps") if net == "mnist_lenet" else ("patches", "xla")
+  nets = {impl: dsvdd.Autoencoder(net=net, conv_impl=impl) for impl in impls}
+  variables = nets["xla"].init(jax.random.key(0), x)
+  assert jax.tree.structure(variables) == jax.tree.structure(
+      nets["patches"].init(jax.random.key(0), x))
   got = {}
-  for impl in ("taps", "xla"):
-    out, vjp = jax.vjp(
-        lambda a, b, impl=impl: dsvdd.conv2d(a, b, padding, impl), x, w)
-    got[impl] = (out,) + vjp(g)
-  for a, b in zip(got["taps"], got["xla"]):  # output, d/dx, d/dkernel
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+  for impl, ae in nets.items():
+    def loss(params, ae=ae):
+      out, _ = ae.apply({**variables, "params": params}, x, train=True,
+                        mutable=["batch_stats"])
+      return jnp.mean((out - x) ** 2), out
+    (_, out), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
+    got[impl] = (out, grads)
+  for impl in impls[:1] + impls[2:]:
+    np.testing.assert_allclose(got[impl][0], got["xla"][0], rtol=1e-5, atol=1e-5)
+    # Relative to each gradient's norm (measured: < 1e-5). A batch of 16, since CIFAR's
+    # BatchNorm of the code over a batch of 3 leaves the encoder's gradients to rounding.
+    for a, b in zip(jax.tree.leaves(got[impl][1]), jax.tree.leaves(got["xla"][1])):
+      assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b)) < 1e-4, impl
 
 
 class _Flat(nn.Module):
@@ -146,7 +157,9 @@ def test_runner_entry_point_gcn_and_raw_keys():
   raw = jax.random.key_data(keys)  # what runner.Jobs.keys holds
   jobs = types.SimpleNamespace(pool=pool, train_idx=idx, train_count=counts,
                                keys=raw, test_images=test)
-  got = dsvdd.run(ml_collections.ConfigDict({"dsvdd": cfg}), jobs)
+  config = configs.get_preset("test")
+  config.dsvdd = cfg
+  got = dsvdd.run(config, jobs)
   g_pool, g_test, affine = dsvdd.prepare("gcn_minmax", pool, idx, counts, test)
   np.testing.assert_allclose(affine[0], data.preprocessing.minmax_bounds(
       data.preprocessing.global_contrast_normalization(pool[:150])), rtol=1e-6)

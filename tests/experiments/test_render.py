@@ -143,15 +143,14 @@ def test_only_the_latest_config_of_a_cell_counts(tmp_path, capsys):
 
 
 def test_loss_curves_are_drawn_for_every_run_that_saved_them(tmp_path, capsys):
-  from dsplit_jax import loop
   _log(tmp_path / "results.jsonl")
   run = tmp_path / "runs" / "mnist-dsplit-rho10-c0_1-s0-abc"
   run.mkdir(parents=True)
   steps = np.arange(50, dtype=np.float64)
-  loop._append_curves(str(run / loop.CURVES_FILE), "dsplit", 0,
-                      {"closeness": np.stack([0.7 - steps / 100, 0.69 + 0 * steps]),
-                       "dispersion": np.stack([0.7 - steps / 200, 0.69 + 0 * steps])},
-                      ["c0s0", "c1s0"])
+  records.append_curves(str(run / records.CURVES_FILE), "dsplit", 0,
+                        {"closeness": np.stack([0.7 - steps / 100, 0.69 + 0 * steps]),
+                         "dispersion": np.stack([0.7 - steps / 200, 0.69 + 0 * steps])},
+                        ["c0s0", "c1s0"])
   (tmp_path / "runs" / "no-curves").mkdir()
   assert render.main([f"--workdir={tmp_path}", "--figure1=none", "--roc=none"]) == 0
   png = tmp_path / "report" / f"losses_{run.name}.png"

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from dsplit_jax import methods
 from dsplit_jax import records
 from dsplit_jax import runner
 from experiments import render
@@ -30,7 +31,7 @@ def test_cells_table1_first_then_rho_sweep():
   assert all(c.config.preset == "test" for c in cells)
   # Without --rhos every method runs once, at the preset's rho.
   cells = table1.make_cells(datasets=["mnist"], methods="all", preset="test", classes="3")
-  assert _names(cells) == [f"mnist {m} rho=10" for m in runner.METHODS]
+  assert _names(cells) == [f"mnist {m} rho=10" for m in methods.NAMES]
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -125,8 +126,10 @@ def test_real_mnist_cell_resumes_and_renders(tmp_path, datasets_dir, mnist_dir, 
   assert 0.0 <= recs[0]["auc"] <= 1.0
   assert set(recs[0]["final_losses"]) == {"intra_class"}  # from the run's saved curve
   # Score files carry the config hash, so two configs of one cell never overwrite each other.
-  assert (tmp_path / "scores" / runner.scores_name("mnist", 0, "naive_nn", 10.0, 0,
-                                                   recs[0]["config_hash"])).is_file()
+  assert os.path.isfile(records.scores_path(tmp_path, "mnist", 0, "naive_nn", 10.0, 0,
+                                            recs[0]["config_hash"]))
+  assert records.scores_path(tmp_path, "mnist", 0, "naive_nn", 10.0, 0, "abc").endswith(
+      "/scores/mnist-c0-naive_nn-rho10-s0-abc.npz")
 
   real_run, calls = runner.run, []
   monkeypatch.setattr(runner, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k))

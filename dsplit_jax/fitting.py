@@ -1,0 +1,140 @@
+"""Fits a method for every job of a `data.Jobs` and scores images with what it fitted.
+
+What a method does is read from `methods.METHODS`: the splitting autoencoder (cached
+in the work dir and shared by every method and rho that needs it), the SSIM split,
+the classifier, or a baseline that fits and scores in one go. The device work is
+`pipeline`'s; this module only chooses it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import flax.serialization
+import jax
+import numpy as np
+
+from dsplit_jax import configs
+from dsplit_jax import data
+from dsplit_jax import methods
+from dsplit_jax import pipeline
+from dsplit_jax import records
+from dsplit_jax import train
+from dsplit_jax import workdir as workdir_lib
+
+
+def fit(config, method: str, jobs: data.Jobs, *, workdir: str | None = None,
+        run_dir: str | None = None, progress=None) -> dict:
+  """Trains `method` for every job; returns what scoring needs (stacked over jobs):
+  `ae_params` and `ssim_train` where it needs the split, `params` of the classifier."""
+  spec = methods.get(method)
+  fitted = {}
+  if spec.needs_split:
+    fitted["ae_params"] = _autoencoders(config, jobs, workdir, progress)
+    fitted["ssim_train"] = pipeline.ssim_of(config, fitted["ae_params"], jobs.pool,
+                                            jobs.train_idx)
+  if spec.trains_classifier:
+    splits = (pipeline.split(config, fitted["ssim_train"], jobs.train_idx, jobs.train_count)
+              if spec.labels_from_split else None)
+    if splits is not None and progress:
+      progress.printer(split_line(config.rho, int(splits.atypical_count[0]),
+                                  int(jobs.train_count[0])))
+    fitted["params"] = pipeline.fit_classifiers(
+        config, method, jobs.pool, jobs.train_idx, jobs.train_count, splits, jobs.keys,
+        ckpt_dir=run_dir, progress=progress, names=jobs.names)
+  return fitted
+
+
+def score(config, method: str, fitted: dict, images: np.ndarray) -> np.ndarray:
+  """Anomaly scores [J, M] of `fit`'s networks, higher = more abnormal."""
+  scorer = methods.get(method).scorer
+  if scorer == "classifier":
+    return pipeline.classifier_scores(config, fitted["params"], images)
+  if scorer == "ssim":
+    num_jobs = len(jax.tree.leaves(fitted["ae_params"])[0])
+    idx = np.tile(np.arange(len(images), dtype=np.int32), (num_jobs, 1))
+    return -pipeline.ssim_of(config, fitted["ae_params"], images, idx)
+  raise ValueError(f"{method} has no fitted scorer")
+
+
+def fit_and_score(config, jobs: data.Jobs, *, workdir, run_dir, progress) -> tuple[dict, np.ndarray]:
+  """(fitted, test scores [J, M]) of `config.method` on every job."""
+  scorer = methods.get(config.method).scorer
+  if scorer == "classical":
+    return {}, _classical_scores(config, jobs, progress)
+  if scorer == "dsvdd":
+    from dsplit_jax.baselines import dsvdd  # pylint: disable=g-import-not-at-top
+    return {}, dsvdd.run(config, jobs, progress=progress)
+  fitted = fit(config, config.method, jobs, workdir=workdir, run_dir=run_dir,
+               progress=progress)
+  return fitted, score(config, config.method, fitted, jobs.test_images)
+
+
+def _classical_scores(config, jobs: data.Jobs, progress) -> np.ndarray:
+  from dsplit_jax.baselines import classical  # pylint: disable=g-import-not-at-top
+  out = []
+  for c, s, idx, n in zip(jobs.classes, jobs.seeds, jobs.train_idx, jobs.train_count):
+    train_images, test_images = jobs.pool[idx[:n]], jobs.test_images
+    if config.classical.preprocessing == "gcn_minmax":
+      train_images, test_images = data.preprocessing.gcn_minmax(train_images, test_images)
+    out.append(classical.run(config.method, train_images, test_images, config.classical, s))
+    if progress:
+      progress.printer(f"[{config.method}] class {c} seed {s} done")
+  return np.stack(out)
+
+
+def split_line(rho: float, used: int, count: int) -> str:
+  """The split size actually used (`split.split_by_ssim` keeps it within [2, count - 2]),
+  with a note when that differs from rho% of the images."""
+  line = f"[split] rho={rho:g}%: {used} of {count} images atypical (first job)"
+  asked = rho / 100 * count
+  if used != int(np.floor(asked + 0.5)):
+    line += (f"; rho asks for {asked:.3g}, kept within [2, {max(count - 2, 2)}] so that both "
+             "pair losses have pairs")
+  return line
+
+
+# ------------------------------------------------------- the autoencoder cache
+
+def _autoencoders(config, jobs: data.Jobs, workdir, progress):
+  """Splitting autoencoders, trained only for jobs that have none saved yet."""
+  model = train.make_autoencoder(config, jobs.pool.shape[1:])
+  template = model.init(jax.random.PRNGKey(0), jobs.pool[:1])
+  ae_dir = (records.autoencoder_dir(workdir, config.dataset, configs.autoencoder_hash(config),
+                                    jobs.pool.shape[1:]) if workdir else None)
+  paths = [records.autoencoder_path(ae_dir, c, s) if ae_dir else None
+           for c, s in zip(jobs.classes, jobs.seeds)]
+  trained = {j: _load_autoencoder(template, p, progress) for j, p in enumerate(paths)
+             if p and os.path.exists(p)}
+  missing = [j for j in range(len(paths)) if trained.get(j) is None]
+  if missing:
+    sub = jobs.subset(missing)
+    ckpt = records.autoencoder_ckpt_dir(ae_dir, sub.classes, sub.seeds) if ae_dir else None
+    params = pipeline.fit_autoencoders(config, jobs.pool, sub.train_idx, sub.train_count,
+                                       sub.keys, ckpt_dir=ckpt, progress=progress,
+                                       names=[f"class {c} seed {s}"
+                                              for c, s in zip(sub.classes, sub.seeds)])
+    for k, j in enumerate(missing):
+      trained[j] = jax.tree.map(lambda x: x[k], params)
+      if paths[j]:
+        records.atomic_write(paths[j], flax.serialization.to_bytes(trained[j]))
+  return jax.tree.map(lambda *xs: np.stack(xs), *[trained[j] for j in range(len(paths))])
+
+
+def _load_autoencoder(template, path, progress):
+  """Cached params, or None (that job is trained again) when the file cannot be read;
+  such a file is set aside, not deleted."""
+  try:
+    with open(path, "rb") as f:
+      params = flax.serialization.from_bytes(template, f.read())
+    if jax.tree.structure(params) != jax.tree.structure(template) or any(
+        np.shape(a) != np.shape(b) for a, b in zip(jax.tree.leaves(params),
+                                                   jax.tree.leaves(template))):
+      raise ValueError("parameter shapes differ from this config's autoencoder")
+    return params
+  except Exception as e:  # msgpack raises many types for a truncated or garbled file.
+    aside = workdir_lib.set_aside(path)
+    (progress.printer if progress else print)(
+        f"[autoencoder] cached {path} cannot be read ({type(e).__name__}: "
+        f"{' '.join(str(e).split())[:120]}); set aside as {aside}; training that job again")
+    return None
