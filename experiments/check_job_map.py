@@ -42,7 +42,7 @@ def main(argv=None):
   config.job_map = args.job_map
   x, y = data.load("mnist", "train", args.data_dir, image_size=config.image_size)
   n = 300
-  images = np.concatenate([x[y == c][:n] for c in (0, 1)]).astype(np.float32) / 255
+  images = data.preprocessing.unit_interval(np.concatenate([x[y == c][:n] for c in (0, 1)]))
   idx = np.stack([np.arange(n), np.arange(n, 2 * n)] * 2).astype(np.int32)
   count = np.full(4, n, np.int32)
   keys = pipeline.job_keys([0, 0, 1, 1], [0, 1, 0, 1])
