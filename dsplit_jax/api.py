@@ -228,7 +228,7 @@ class OneClassClassifier:
     try:
       with open(meta_path) as f:
         meta = json.load(f)
-      config = _tuples(ml_collections.ConfigDict(meta["config"]))
+      config = _tuples(_saved_config(meta["config"]))
       image_shape = tuple(int(n) for n in meta["image_shape"])
       clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0],
                 contamination=meta.get("contamination", 0.1))
@@ -254,6 +254,21 @@ class OneClassClassifier:
       clf.decision_scores_ = np.load(scores_path)
       clf.threshold_ = meta["threshold"]
     return clf
+
+
+def _saved_config(saved: dict) -> ml_collections.ConfigDict:
+  """A saved detector's config. Fields the library gained after it was saved (`job_map`,
+  the Deep SVDD fields of issue 15, ...) take the base defaults, which reproduce the
+  behaviour it was fit with; every saved field keeps its saved value."""
+  from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
+
+  def overlay(defaults, values):
+    out = dict(defaults)
+    for k, v in values.items():
+      out[k] = overlay(defaults[k], v) if isinstance(v, dict) and isinstance(
+          defaults.get(k), dict) else v
+    return out
+  return ml_collections.ConfigDict(overlay(base.get_config().to_dict(), saved))
 
 
 def _tuples(config):

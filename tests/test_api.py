@@ -202,3 +202,25 @@ def test_load_names_the_damaged_file(tmp_path):
   assert load_error().startswith(f"{meta}: not a detector's description (JSONDecodeError")
   meta.write_text(good_meta.replace('"image_shape"', '"shape"'))
   assert load_error().startswith(f"{meta}: not a detector's description (KeyError")
+
+
+def test_a_detector_saved_before_newer_config_fields_still_loads(tmp_path):
+  """Detectors saved by earlier versions lack fields added since (`job_map`; Deep
+  SVDD's settings, which held only the presets' epochs before issue 15); those fields
+  take their defaults, so the detector loads and scores as saved."""
+  import json
+  import jax
+  clf = _unfitted_detector()
+  clf.save(str(tmp_path / "det"))
+  meta = tmp_path / "det" / "detector.json"
+  edited = json.loads(meta.read_text())
+  del edited["config"]["job_map"]
+  edited["config"]["dsvdd"] = {k: edited["config"]["dsvdd"][k]
+                               for k in ("ae_epochs", "ae_lr_milestones", "epochs",
+                                         "lr_milestones")}
+  meta.write_text(json.dumps(edited))
+  loaded = dsplit_jax.OneClassClassifier.load(str(tmp_path / "det"))
+  assert loaded.config.job_map == "auto" and loaded.config.dsvdd.net == "auto"
+  assert loaded.config.dsvdd.epochs == clf.config.dsvdd.epochs
+  for a, b in zip(jax.tree.leaves(loaded._fitted), jax.tree.leaves(clf._fitted)):
+    np.testing.assert_array_equal(a, b)
