@@ -1,7 +1,8 @@
 """Runs one method over the (normal class, seed) jobs of a dataset and writes records.
 
   validate the config -> load the jobs -> skip the jobs with records -> fit and score
-  (`fitting`, all jobs in one vmapped program) -> write scores, splits and records.
+  (`fitting`, all jobs in one program, mapped over a device's jobs by `job_map`) ->
+  write scores, splits and records.
 
 The work dir's files are `records`' (results.jsonl, scores/, splits/, autoencoders/,
 runs/); a killed run resumes from its checkpoints with the same command.

@@ -1,8 +1,9 @@
 """Jobs: (normal class, seed) pairs of one dataset over one shared pool of images.
 
-All jobs of a method train at once (vmapped); each sees the pool through its own padded
-row of indices (`train_idx`, `train_count` valid entries), so stacking jobs never copies
-an image.
+All jobs of a method train in one program (`pipeline`: one after another on CPU, vmapped
+on accelerators, see `job_map`); each sees the pool through its own padded row of
+indices (`train_idx`, `train_count` valid entries), so stacking jobs never copies an
+image.
 """
 
 from __future__ import annotations
