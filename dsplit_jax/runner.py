@@ -37,10 +37,10 @@ CLASSICAL_METHODS = ("ocsvm", "hog_ocsvm", "iforest")
 _JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method", "job_map")
 # Fields only dsplit reads: other methods' hashes ignore them, so an nnwds or naive_nn
 # record stays valid (and is reused by the grid) whichever distance head is chosen.
-_DSPLIT_FIELDS = (("model", "distance_head"), ("train", "pairs"))
+_DSPLIT_FIELDS = (("model", "distance_head"), ("model", "latent"), ("train", "pairs"))
 # Fields added after records and cached autoencoders were written: at the value that
 # reproduces the earlier behaviour they stay out of every hash, so those stay valid.
-_COMPATIBLE_DEFAULTS = {("ae", "output_bias"): "zero"}
+_COMPATIBLE_DEFAULTS = {("ae", "output_bias"): "zero", ("model", "latent"): "dense"}
 
 
 def _drop_compatible_defaults(d: dict) -> dict:
@@ -74,6 +74,9 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
   if config.model.distance_head not in models.DISTANCE_HEADS:
     raise ConfigError(f"model.distance_head must be one of {', '.join(models.DISTANCE_HEADS)}, "
                       f"got {config.model.distance_head!r}")
+  if config.model.get("latent", "dense") not in models.LATENTS:
+    raise ConfigError(f"model.latent must be one of {', '.join(models.LATENTS)}, "
+                      f"got {config.model.latent!r}")
   if config.train.pairs not in train.PAIRINGS:
     raise ConfigError(f"train.pairs must be one of {', '.join(train.PAIRINGS)}, "
                       f"got {config.train.pairs!r}")

@@ -40,6 +40,7 @@ def test_config_hash_ignores_dsplit_only_fields_for_other_methods():
 def test_bad_distance_head_or_pairs_is_a_config_error():
   import pytest
   for field, value, message in [("model.distance_head", "cosine", "model.distance_head"),
+                                ("model.latent", "pool", "model.latent"),
                                 ("train.pairs", "random", "train.pairs")]:
     config = configs.get_preset("cpu")
     section, name = field.split(".")
@@ -59,6 +60,18 @@ def test_new_fields_at_their_old_behaviour_keep_old_hashes():
   config.ae.output_bias = "mean_logit"
   assert runner.config_hash(config) != runner.config_hash(legacy)
   assert runner._ae_dir("w", config, (28, 28, 1)) != runner._ae_dir("w", legacy, (28, 28, 1))
+  # model.latent="dense" is where z was read before the field existed; "conv" is a new
+  # dsplit config, and it leaves the other methods' hashes alone (their network is the
+  # same and they have no distance head).
+  config, legacy = configs.get_preset("cpu"), configs.get_preset("cpu")
+  del legacy.model["latent"]
+  assert runner.config_hash(config) == runner.config_hash(legacy)
+  config.model.latent = "conv"
+  assert runner.config_hash(config) != runner.config_hash(legacy)
+  config.method = legacy.method = "nnwds"
+  assert runner.config_hash(config) == runner.config_hash(legacy)
+
+
 def test_the_printed_split_size_is_the_one_used():
   from dsplit_jax import pipeline
   config = configs.get_preset("test")
