@@ -31,7 +31,11 @@ def _pool(x):
 
 
 class AlexNetFeatures(nn.Module):
-  """Feature extraction subnetwork: input up to the second-last AlexNet layer (z)."""
+  """AlexNet up to its second-last layer; returns (dense output, pooled conv features).
+
+  Both ends are returned because the paper's split of the network into a feature
+  extraction and a classification subnetwork can be read at either (`LATENTS`).
+  """
   conv_features: Sequence[int] = (96, 256, 384, 384, 256)
   dense_features: Sequence[int] = (4096, 4096)
   conv_impl: str = "auto"        # see layers.py: same function, different lowering
@@ -45,10 +49,10 @@ class AlexNetFeatures(nn.Module):
     x = nn.relu(Conv(c3, (3, 3), name="conv3")(x))
     x = nn.relu(Conv(c4, (3, 3), name="conv4")(x))
     x = _pool(nn.relu(Conv(c5, (3, 3), name="conv5")(x)))
-    x = x.reshape(x.shape[:-3] + (-1,))
+    conv = x = x.reshape(x.shape[:-3] + (-1,))
     for i, width in enumerate(self.dense_features):
       x = nn.relu(Dense(width, name=f"dense{i + 1}")(x))
-    return x
+    return x, conv
 
 
 # Distance subnetworks (section 3.1, eq. 1). The paper's is one subtraction layer and
@@ -99,6 +103,15 @@ class DistanceHead(nn.Module):
     return jax.nn.softplus(w) * d2 + b
 
 
+# Where z, the input of the distance head, is taken (Fig. 2: feature extraction
+# subnetwork -> z -> classification subnetwork). "dense": after AlexNet's two dense
+# layers, so the classification subnetwork is the output layer alone (a hyperplane on
+# z). "conv": AlexNet's own split (its `features` and `classifier`): z is the pooled
+# conv5 output and the classification subnetwork is dense1, dense2 and the output.
+# The network and its parameters are the same; only the distance head's input moves.
+LATENTS = ("dense", "conv")
+
+
 class OneClassNet(nn.Module):
   """Feature extractor + classification output (one logit) + distance head.
 
@@ -109,16 +122,20 @@ class OneClassNet(nn.Module):
   dense_features: Sequence[int] = (4096, 4096)
   distance_head: str = "abs_difference"
   conv_impl: str = "auto"
+  latent: str = "dense"
 
   def setup(self):
+    if self.latent not in LATENTS:
+      raise ValueError(f"latent must be one of {', '.join(LATENTS)}, got {self.latent!r}")
     self.features = AlexNetFeatures(self.conv_features, self.dense_features, self.conv_impl)
     self.classifier = nn.Dense(1)
     self.distance = DistanceHead(self.distance_head)
 
   def __call__(self, x):
     """Returns (logit of "atypical/abnormal", latent z)."""
-    z = self.features(x)
-    return self.classifier(z)[..., 0], z
+    hidden, conv = self.features(x)
+    z = hidden if self.latent == "dense" else conv
+    return self.classifier(hidden)[..., 0], z
 
   def distance_logit(self, z_i, z_j):
     return self.distance(z_i, z_j)

@@ -212,7 +212,10 @@ def fit_autoencoders(config: ml_collections.ConfigDict, pool, train_idx, train_c
   A job that ends on the plateau (`train.plateau_ratio` above `ae.plateau_ratio`: its
   reconstructions are worse than its mean image) is trained again from a new
   initialisation, up to `ae.restarts` times; jobs that trained are never touched, so
-  their results do not depend on it.
+  their results do not depend on it. A restart also starts the decoder's output bias at
+  the logit of the job's mean pixel (`ae.output_bias="mean_logit"`): new keys alone
+  left MNIST digit 1 seed 1 black on three tries, the mean-logit start trains it
+  (BUILD_NOTES.md, section 2).
   `names` label jobs in the progress lines.
   """
   names = names or [f"job {j}" for j in range(len(keys))]
@@ -249,6 +252,9 @@ def _put_rows(x, rows, values):
 
 def _fit_autoencoders(config, pool, train_idx, train_count, keys, attempt, ckpt_dir, progress):
   jobs = JobAxis(len(keys))
+  if attempt and config.ae.output_bias != "mean_logit":
+    config = config.copy_and_resolve_references()
+    config.ae.output_bias = "mean_logit"
   fns = programs(config, pool.shape[1:])
   phase_keys = _phase_keys(keys, train.PHASE_AE)
   if attempt:  # attempt 0 keeps the keys every earlier result was computed with

@@ -54,7 +54,9 @@ def make_classifier(config: ml_collections.ConfigDict) -> models.OneClassNet:
   return models.OneClassNet(tuple(config.model.conv_features),
                             tuple(config.model.dense_features),
                             distance_head=config.model.distance_head,
-                            conv_impl=config.model.conv_impl)
+                            conv_impl=config.model.conv_impl,
+                            # Configs saved before the field existed meant "dense".
+                            latent=config.model.get("latent", "dense"))
 
 
 def sample_positions(key, count, size: int, batch_size: int) -> jax.Array:

@@ -115,8 +115,13 @@ def _best(values: dict[str, float]) -> set[str]:
 
 # ----------------------------------------------------------------------- Table 1
 
+SUMMARY_ROWS = ("mean", "mad")  # table1_rows' per-dataset rows after the classes
+
+
 def table1_rows(recs: list[dict], rho: float = paper.RHO) -> tuple[list[dict], list[str]]:
-  """Rows per (dataset, class), then one mean row per dataset; values in %."""
+  """Rows per (dataset, class), then per dataset a mean row and a row of the mean
+  absolute difference to the paper over the classes (large errors of opposite sign
+  cancel in the mean, not here); values in %."""
   summary = records.summarize([r for r in recs if r["rho"] == rho],
                               keys=("dataset", "normal_class", "method"))
   methods = _method_order(s["method"] for s in summary)
@@ -152,6 +157,13 @@ def table1_rows(recs: list[dict], rho: float = paper.RHO) -> tuple[list[dict], l
     rows.append(_with_best({"dataset": dataset, "normal_class": "mean",
                             "class_name": f"mean ({len(of)} classes)", "cells": cells},
                            {m: c["paper"] for m, c in cells.items()}))
+    mad = {}
+    for m in methods:
+      diffs = [abs(r["cells"][m]["diff"]) for r in of if r["cells"][m]["diff"] is not None]
+      mad[m] = {"mean": float(np.mean(diffs)) if diffs else None, "std": None,
+                "n": len(diffs), "paper": None, "paper_std": None, "diff": None}
+    rows.append({"dataset": dataset, "normal_class": "mad", "class_name": "mean abs(ours − paper)",
+                 "cells": mad, "best": set(), "paper_best": set()})
   return rows, methods
 
 
@@ -169,7 +181,7 @@ def _num(value, bold=False, digits=1):
 
 
 def table1_markdown(rows, methods, rho=paper.RHO, preset=None) -> str:
-  seeds = sorted({c["n"] for r in rows if r["normal_class"] != "mean"
+  seeds = sorted({c["n"] for r in rows if r["normal_class"] not in SUMMARY_ROWS
                   for c in r["cells"].values() if c["n"]})
   lines = [
       f"# Table 1: AUC (%), rho = {rho:g}",
@@ -177,7 +189,8 @@ def table1_markdown(rows, methods, rho=paper.RHO, preset=None) -> str:
       "Each cell: ours, mean ± std over seeds / the paper's value (ours − paper). "
       "**Bold**: best of the row, ours and the paper's marked separately (the paper's "
       "over all eight of its methods). Bottom rows: mean over the classes shown "
-      "(the paper's over the same classes). "
+      "(the paper's over the same classes), and the mean absolute difference to the "
+      "paper over the classes with both values. "
       f"Preset: {preset or 'unknown'}. "
       f"Seeds per cell: {'-'.join(map(str, (seeds[0], seeds[-1]) if len(seeds) > 1 else seeds))}"
       + (" (cells with fewer seeds than the most say so as [n=k])." if len(seeds) > 1 else "."),
@@ -193,14 +206,14 @@ def table1_markdown(rows, methods, rho=paper.RHO, preset=None) -> str:
       text = _num(c["mean"], m in r["best"])
       if c["std"] is not None:
         text += f" ± {c['std']:.1f}"
-      if r["normal_class"] != "mean" and c["n"] and len(seeds) > 1 and c["n"] < seeds[-1]:
+      if r["normal_class"] not in SUMMARY_ROWS and c["n"] and len(seeds) > 1 and c["n"] < seeds[-1]:
         text += f" [n={c['n']}]"
       if c["paper"] is not None:
         text += f" / {_num(c['paper'], m in r['paper_best'])}"
         if c["diff"] is not None:
           text += f" ({c['diff']:+.1f})"
       out.append(text)
-    label = (r["class_name"] if r["normal_class"] == "mean"
+    label = (r["class_name"] if r["normal_class"] in SUMMARY_ROWS
              else f"{r['normal_class']} {r['class_name']}")
     lines.append(f"| {r['dataset']} | {label} | " + " | ".join(out) + " |")
   return "\n".join(lines) + "\n"

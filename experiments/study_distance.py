@@ -50,44 +50,48 @@ ABLATIONS = tuple(sorted(methods.names(trains_classifier=True, uses_distance_hea
                          key=lambda m: m != BASELINE))
 
 
-def variant_name(method: str, head: str | None = None, pairs: str = "neighbours") -> str:
+def variant_name(method: str, head: str | None = None, pairs: str = "neighbours",
+                 latent: str = "dense") -> str:
   if not methods.get(method).uses_distance_head:
     return method
-  return f"dsplit/{head}" + ("/all_pairs" if pairs == "all" else "")
+  return (f"dsplit/{head}" + ("/conv_z" if latent == "conv" else "")
+          + ("/all_pairs" if pairs == "all" else ""))
 
 
-def _cells(datasets, classes, method, *, head=None, pairs="neighbours", num_seeds=1,
-           preset, data_dir):
+def _cells(datasets, classes, method, *, head=None, pairs="neighbours", latent="dense",
+           num_seeds=1, preset, data_dir):
   cells = []
   for dataset in datasets:
     overrides = [] if head is None else [f"model.distance_head={head}", f"train.pairs={pairs}"]
+    if head is not None and latent != "dense":
+      overrides.append(f"model.latent={latent}")
     chosen = classes[dataset] if isinstance(classes, dict) else classes
     text = chosen if isinstance(chosen, str) else ",".join(map(str, chosen))
     for cell in table1.make_cells(datasets=[dataset], methods=method, preset=preset,
                                   classes=text, num_seeds=num_seeds, data_dir=data_dir,
                                   overrides=overrides):
-      cells.append((variant_name(method, head, pairs), cell))
+      cells.append((variant_name(method, head, pairs, latent), cell))
   return cells
 
 
-def screen_cells(preset, data_dir, heads=SCREEN_HEADS, all_pairs_head=None):
+def screen_cells(preset, data_dir, heads=SCREEN_HEADS, all_pairs_head=None, latent="dense"):
   datasets = list(SCREEN_CLASSES)
   cells = _cells(datasets, SCREEN_CLASSES, BASELINE, preset=preset, data_dir=data_dir)
   for head in heads:
-    cells += _cells(datasets, SCREEN_CLASSES, "dsplit", head=head, preset=preset,
-                    data_dir=data_dir)
+    cells += _cells(datasets, SCREEN_CLASSES, "dsplit", head=head, latent=latent,
+                    preset=preset, data_dir=data_dir)
   if all_pairs_head:
     cells += _cells(datasets, SCREEN_CLASSES, "dsplit", head=all_pairs_head, pairs="all",
                     preset=preset, data_dir=data_dir)
   return cells
 
 
-def seed_cells(heads, preset, data_dir, num_seeds=3, pairs="neighbours"):
+def seed_cells(heads, preset, data_dir, num_seeds=3, pairs="neighbours", latent="dense"):
   datasets = list(SCREEN_CLASSES)
   cells = []
   for head in heads:
-    cells += _cells(datasets, "all", "dsplit", head=head, pairs=pairs, num_seeds=num_seeds,
-                    preset=preset, data_dir=data_dir)
+    cells += _cells(datasets, "all", "dsplit", head=head, pairs=pairs, latent=latent,
+                    num_seeds=num_seeds, preset=preset, data_dir=data_dir)
   for method in ABLATIONS:
     cells += _cells(datasets, "all", method, num_seeds=num_seeds, preset=preset,
                     data_dir=data_dir)
@@ -224,6 +228,9 @@ def _parser():
                  help="Comma list of distance heads: the seeds stage's (the best two of "
                       "the screen); for the screen, a subset (default: all, literal last).")
   p.add_argument("--pairs", default="neighbours", help="seeds stage: neighbours or all.")
+  p.add_argument("--latent", default="dense", choices=models.LATENTS,
+                 help="Where the distance head reads z (model.latent) in every dsplit "
+                      "cell of the stage; with conv the screen skips its all-pairs step.")
   p.add_argument("--num_seeds", type=int, default=3)
   p.add_argument("--preset", default=None, help="Default: paper on an accelerator, else cpu.")
   p.add_argument("--data_dir", default=None)
@@ -242,8 +249,9 @@ def main(argv=None) -> int:
     if args.stage == "seeds" and not heads:
       raise ValueError("--stage=seeds needs --heads (the best two of the screening)")
     screen = screen_cells(preset, args.data_dir,
-                          heads=heads if args.stage == "screen" and heads else SCREEN_HEADS)
-    seeds = (seed_cells(heads, preset, args.data_dir, args.num_seeds, args.pairs)
+                          heads=heads if args.stage == "screen" and heads else SCREEN_HEADS,
+                          latent=args.latent)
+    seeds = (seed_cells(heads, preset, args.data_dir, args.num_seeds, args.pairs, args.latent)
              if args.stage == "seeds" else [])
     table1.check_data(list(SCREEN_CLASSES), args.data_dir)
   except Exception as e:  # pylint: disable=broad-except
@@ -257,7 +265,7 @@ def main(argv=None) -> int:
       failed = []
       if args.stage == "screen":
         failed += table1.run_grid([c for _, c in screen], args.workdir)
-        head = best_head(cell_records(screen, results))
+        head = best_head(cell_records(screen, results)) if args.latent == "dense" else None
         if head:
           print(f"[study] best symmetric head on the screen: {head}; now with all pairs",
                 flush=True)
@@ -277,7 +285,8 @@ def main(argv=None) -> int:
         print("## screen\n" + report(screen, args.workdir, "study_distance_screen"))
         if heads:
           print("## seeds\n" + report(seed_cells(heads, preset, args.data_dir, args.num_seeds,
-                                                 args.pairs), args.workdir, "study_distance_seeds"))
+                                                 args.pairs, args.latent), args.workdir,
+                                      "study_distance_seeds"))
   except workdir_lib.WorkdirBusy as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

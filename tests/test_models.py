@@ -132,3 +132,39 @@ def test_every_head_initialises_inside_jit_and_vmap(kind):
                                              method=net.init_all)))
   params = init(jax.random.split(jax.random.PRNGKey(0), 3))
   assert jax.tree.leaves(params)[0].shape[0] == 3
+
+
+def test_latent_moves_only_the_distance_heads_input():
+  # model.latent="conv" reads z after the convolutions (AlexNet's own features /
+  # classifier split); the network, its parameters and its output are unchanged.
+  x = jax.random.uniform(jax.random.PRNGKey(3), (5, 28, 28, 1))
+  config = configs.get_preset("test")
+  dense = train.make_classifier(config)
+  config.model.latent = "conv"
+  conv = train.make_classifier(config)
+  params = dense.init(jax.random.PRNGKey(0), x, method=dense.init_all)
+  logit_d, z_d = dense.apply(params, x)
+  logit_c, z_c = conv.apply(params, x)
+  np.testing.assert_array_equal(logit_d, logit_c)
+  assert z_d.shape == (5, config.model.dense_features[-1])
+  assert z_c.shape == (5, 2 * 2 * config.model.conv_features[-1])  # 28 -> 13 -> 6 -> 2
+  # Its own initialisation differs only in the distance head, sized to the conv latent.
+  own = conv.init(jax.random.PRNGKey(0), x, method=conv.init_all)
+  assert own["params"]["distance"]["dense"]["kernel"].shape == (z_c.shape[1], 1)
+  np.testing.assert_array_equal(own["params"]["classifier"]["kernel"],
+                                params["params"]["classifier"]["kernel"])
+  # The gradient of a pair loss on conv latents reaches the convolutions only.
+  def pair_logit(p):
+    _, z = conv.apply(p, x)
+    return jnp.sum(conv.apply(p, z[:-1], z[1:], method=conv.distance_logit))
+  grads = jax.grad(pair_logit)(own)["params"]["features"]
+  assert float(jnp.abs(grads["conv5"]["kernel"]).sum()) > 0
+  assert float(jnp.abs(grads["dense1"]["kernel"]).sum()) == 0
+
+
+def test_unknown_latent_is_an_error():
+  config = configs.get_preset("test")
+  config.model.latent = "pool"
+  with pytest.raises(ValueError, match="latent must be one of"):
+    net = train.make_classifier(config)
+    net.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)), method=net.init_all)

@@ -145,9 +145,11 @@ def test_committed_study_cells_keep_their_hashes():
     config = configs.get_preset(r["preset"])
     config.dataset, config.method, config.rho = r["dataset"], r["method"], r["rho"]
     config.model.distance_head = r["config"]["model"]["distance_head"]
+    config.model.latent = r["config"]["model"].get("latent", "dense")  # added later
     config.train.pairs = r["config"]["train"]["pairs"]
     assert runner.config_hash(config) == r["config_hash"], (r["dataset"], r["method"],
-                                                            config.model.distance_head)
+                                                            config.model.distance_head,
+                                                            config.model.latent)
 
 
 if __name__ == "__main__":

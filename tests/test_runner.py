@@ -47,6 +47,7 @@ def test_config_hash_ignores_dsplit_only_fields_for_other_methods():
 
 def test_bad_distance_head_or_pairs_is_a_config_error():
   for field, value, message in [("model.distance_head", "cosine", "model.distance_head"),
+                                ("model.latent", "pool", "model.latent"),
                                 ("train.pairs", "random", "train.pairs")]:
     config = configs.get_preset("cpu")
     section, name = field.split(".")
@@ -67,6 +68,17 @@ def test_new_fields_at_their_old_behaviour_keep_old_hashes():
   config.ae.output_bias = "mean_logit"
   assert configs.config_hash(config) != configs.config_hash(legacy)
   assert _ae_dir(config) != _ae_dir(legacy)
+  # model.latent="dense" is where z was read before the field existed; "conv" is a new
+  # dsplit config, and it leaves the other methods' hashes alone (their network is the
+  # same and they have no distance head).
+  config, legacy = configs.get_preset("cpu"), configs.get_preset("cpu")
+  with legacy.unlocked():
+    del legacy.model["latent"]
+  assert configs.config_hash(config) == configs.config_hash(legacy)
+  config.model.latent = "conv"
+  assert configs.config_hash(config) != configs.config_hash(legacy)
+  config.method = legacy.method = "nnwds"
+  assert configs.config_hash(config) == configs.config_hash(legacy)
 
 
 def test_job_map_stays_out_of_the_hashes():

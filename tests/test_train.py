@@ -210,6 +210,23 @@ def test_stuck_autoencoders_are_trained_again_and_the_others_untouched(pool, mon
       "their split ranks images by SSIM against a near-constant output"]
 
 
+def test_a_restart_starts_at_the_mean_pixels_logit(pool, monkeypatch):
+  # New keys alone left MNIST digit 1 seed 1 black on three tries; the restart also
+  # moves the start of the decoder's output bias (BUILD_NOTES.md, section 2).
+  images, idx, count = pool
+  config = _config()
+  config.ae.steps, config.ae.restarts = 0, 1  # params = the start of each try
+  answers = iter([np.array([2.1, 0.2]), np.array([0.2, 0.2])])
+  monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: next(answers))
+  params = pipeline.fit_autoencoders(config, images, idx, count,
+                                     pipeline.job_keys([0, 0], [0, 1]))
+  bias = np.asarray(params["params"]["deconv1"]["bias"])
+  p = np.asarray(train.mean_pixel(images, idx[0], count[0]))
+  np.testing.assert_allclose(bias[0], np.log(p) - np.log1p(-p), rtol=1e-5)
+  np.testing.assert_array_equal(bias[1], 0.0)  # the first try's zero start, untouched
+  assert config.ae.output_bias == "zero"  # the caller's config is not changed
+
+
 def test_an_untrained_autoencoder_counts_as_stuck(pool):
   # At initialisation the output is noise around 0.5, further from the digits than their
   # mean image. (Trained `cpu`-preset autoencoders: 0.13-0.22, BUILD_NOTES.md, section 2.)

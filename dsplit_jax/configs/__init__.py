@@ -113,7 +113,8 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
   if check_dataset and config.dataset not in data.DATASETS:
     raise ConfigError(f"unknown dataset {config.dataset!r}; choose one of "
                       f"{', '.join(data.DATASETS)}")
-  choices = [("model.distance_head", models.DISTANCE_HEADS), ("train.pairs", train.PAIRINGS),
+  choices = [("model.distance_head", models.DISTANCE_HEADS), ("model.latent", models.LATENTS),
+             ("train.pairs", train.PAIRINGS),
              ("ae.output_bias", ("zero", "mean_logit")),
              ("model.conv_impl", layers.CONV_IMPLS), ("loop", ("auto", "scan", "host")),
              ("job_map", pipeline.JOB_MAPS),
@@ -160,15 +161,15 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
 _JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method", "job_map")
 # Fields only the pair losses read (dsplit's): other methods' hashes ignore them, so an
 # nnwds or naive_nn record stays valid (and is reused by the grid) whichever distance
-# head is chosen.
-_DISTANCE_HEAD_FIELDS = (("model", "distance_head"), ("train", "pairs"))
+# head, latent or pairing is chosen.
+_DISTANCE_HEAD_FIELDS = (("model", "distance_head"), ("model", "latent"), ("train", "pairs"))
 # Fields added after records and cached autoencoders were written: at the value that
 # reproduces the earlier behaviour they stay out of every hash, so those stay valid.
 # Deep SVDD's fields joined the config in issue 15 (before, `dsvdd` held only what a
 # preset changed, laid over the same defaults).
 def _compatible_defaults() -> dict:
   from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
-  return {("ae", "output_bias"): "zero",
+  return {("ae", "output_bias"): "zero", ("model", "latent"): "dense",
           **{("dsvdd", k): v for k, v in base.get_config().dsvdd.items()}}
 
 

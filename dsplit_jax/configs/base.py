@@ -26,6 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
   # dense(z_i - z_j), antisymmetric, so its pair losses stay at log 2; the default is
   # chosen by the distance-head study (BUILD_NOTES.md, section 6).
   c.model.distance_head = "abs_difference"
+  # Where the distance head reads z (models.LATENTS): "dense" after AlexNet's dense
+  # layers, "conv" after its convolutions (AlexNet's own features/classifier split).
+  c.model.latent = "dense"
   # How convolutions are lowered (the same function, see layers.py): "patches" (im2col
   # matrix products), "xla" (lax.conv), "auto" = patches on CPU, xla elsewhere. On
   # XLA:CPU, lax.conv is slow when vmapped over jobs (grouped convolutions) and when

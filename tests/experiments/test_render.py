@@ -54,7 +54,13 @@ def test_table1_rows_bold_and_means(workdir):
   assert mean["cells"]["dsplit"]["paper"] == pytest.approx((98.9 + 99.8) / 2)  # same classes
   assert mean["cells"]["ocsvm"]["paper"] == pytest.approx((98.2 + 99.2) / 2)
   assert mean["best"] == {"ocsvm"} and mean["paper_best"] == {"dsplit"}
-  assert [r["normal_class"] for r in rows] == [0, 1, "mean"]
+  # Mean absolute difference to the paper: -0.4 and -9.8 for ours, -1.2 and +0.3 for
+  # OCSVM (whose mean difference, -0.45, hides both).
+  mad = by[("mnist", "mad")]
+  assert mad["cells"]["dsplit"]["mean"] == pytest.approx((0.4 + 9.8) / 2)
+  assert mad["cells"]["ocsvm"]["mean"] == pytest.approx((1.2 + 0.3) / 2)
+  assert mad["cells"]["dsplit"]["n"] == 2 and mad["best"] == set()
+  assert [r["normal_class"] for r in rows] == [0, 1, "mean", "mad"]
 
 
 def test_ties_share_the_bold():
@@ -86,9 +92,11 @@ def test_main_writes_markdown_csv_and_figures(workdir, capsys):
   assert ("| mnist | 1 Digit 1 | **99.5** ± 0.0 / 99.2 (+0.3) | 90.0 ± 0.0 / **99.8** (-9.8) |"
           in md)
   assert "| mnist | mean (2 classes) | **98.2** / 98.7 (-0.5) | 94.2 / **99.3** (-5.1) |" in md
+  assert "| mnist | mean abs(ours − paper) | 0.7 | 5.1 |" in md or \
+         "| mnist | mean abs(ours − paper) | 0.8 | 5.1 |" in md
 
   table = list(csv.DictReader(open(report / "table1.csv")))
-  assert [r["normal_class"] for r in table] == ["0", "1", "mean"]
+  assert [r["normal_class"] for r in table] == ["0", "1", "mean", "mad"]
   assert table[0]["dsplit"] == "98.5" and table[0]["dsplit_paper"] == "98.9"
   assert table[0]["dsplit_n"] == "2" and table[1]["best"] == "ocsvm"
   assert table[1]["paper_best"] == "ssim;dsplit"

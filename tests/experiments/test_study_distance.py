@@ -27,6 +27,14 @@ def test_screen_cells_cover_every_head_and_the_ablation_on_the_chosen_classes():
   assert [v for v, _ in extra] == ["nnwds", "nnwds", "dsplit/metric/all_pairs",
                                    "dsplit/metric/all_pairs"]
   assert extra[-1][1].config.train.pairs == "all"
+  # Conv latents: their own variant name and config hash; nnwds is unchanged.
+  conv = study.screen_cells("test", None, heads=("abs_difference",), latent="conv")
+  assert [v for v, _ in conv] == ["nnwds", "nnwds", "dsplit/abs_difference/conv_z",
+                                  "dsplit/abs_difference/conv_z"]
+  assert conv[-1][1].config.model.latent == "conv"
+  assert runner.config_hash(conv[0][1].config) == runner.config_hash(first)
+  dense = study.screen_cells("test", None, heads=("abs_difference",))
+  assert runner.config_hash(conv[-1][1].config) != runner.config_hash(dense[-1][1].config)
 
 
 def _with_head(config, head):
