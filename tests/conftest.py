@@ -2,8 +2,16 @@
 
 import os
 import pathlib
+import tempfile
 
 import pytest
+
+# One persistent compilation cache per test session, inherited by the subprocesses the
+# tests start (CLI, grid, planner): most of the suite's time is XLA compiling the same
+# small programs again in each new process. Same executables, so the same numbers.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="dsplit-jax-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 
 @pytest.fixture(scope="session")
