@@ -26,13 +26,18 @@ from dsplit_jax import workdir as workdir_lib
 def fit(config, method: str, jobs: data.Jobs, *, workdir: str | None = None,
         run_dir: str | None = None, progress=None) -> dict:
   """Trains `method` for every job; returns what scoring needs (stacked over jobs):
-  `ae_params` and `ssim_train` where it needs the split, `params` of the classifier."""
+  `ae_params`, `ssim_train` and `plateau_ratio` where it needs the split, `params` of
+  the classifier."""
   spec = methods.get(method)
   fitted = {}
   if spec.needs_split:
     fitted["ae_params"] = _autoencoders(config, jobs, workdir, progress)
     fitted["ssim_train"] = pipeline.ssim_of(config, fitted["ae_params"], jobs.pool,
                                             jobs.train_idx)
+    # Kept in the records, so a table can show that no split came from a stuck
+    # autoencoder (ratio > ae.plateau_ratio; BUILD_NOTES.md, section 2).
+    fitted["plateau_ratio"] = pipeline.plateau_ratios(config, fitted["ae_params"], jobs.pool,
+                                                      jobs.train_idx, jobs.train_count)
   if spec.trains_classifier:
     splits = (pipeline.split(config, fitted["ssim_train"], jobs.train_idx, jobs.train_count)
               if spec.labels_from_split else None)

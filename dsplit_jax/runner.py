@@ -75,10 +75,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
                          fitted["ssim_train"][j, :n],
                          jobs.pool_split_index[jobs.train_idx[j, :n]])
   wall = time.time() - start
-  return done + _write_records(config, jobs, scores, workdir, run_dir, chash, wall, progress)
+  return done + _write_records(config, jobs, scores, workdir, run_dir, chash, wall, progress,
+                               fitted.get("plateau_ratio"))
 
 
-def _write_records(config, jobs, scores, workdir, run_dir, chash, wall, progress):
+def _write_records(config, jobs, scores, workdir, run_dir, chash, wall, progress,
+                   plateau_ratio=None):
   """Per job: its AUC, its score file and its record (with the run's final losses)."""
   spec = methods.get(config.method)
   final = records.final_losses(run_dir, config.method) if spec.trains_classifier else {}
@@ -90,6 +92,8 @@ def _write_records(config, jobs, scores, workdir, run_dir, chash, wall, progress
     records.save_scores(records.scores_path(workdir, config.dataset, c, config.method,
                                             config.rho, s, chash), scores[j], labels)
     extra = {"final_losses": final.get(name, {})} if spec.trains_classifier else {}
+    if plateau_ratio is not None:
+      extra["ae_plateau_ratio"] = round(float(plateau_ratio[j]), 4)
     rec = records.make_record(
         dataset=config.dataset, normal_class=c, method=config.method, seed=s,
         rho=float(config.rho), auc=auc, config=config, wall_time_s=wall / len(jobs.classes),

@@ -69,6 +69,9 @@ def test_corrupt_files_are_set_aside_and_the_rerun_gives_the_same_auc(digits_fol
   lines = []
   again = runner.run(config, str(tmp_path), progress=loop.Progress(printer=lines.append))
   assert again[0]["auc"] == first[0]["auc"]
+  # The record says how well its split's autoencoder trained (20 test-preset steps:
+  # worse than the mean image, so above 1), the same for the autoencoder trained again.
+  assert again[0]["ae_plateau_ratio"] == first[0]["ae_plateau_ratio"] > 1.0
   text = "\n".join(lines)
   for path in (clf_step, ae_step, ae_file):
     assert f"{path} cannot be" in text and f"set aside as {path}.corrupt-" in text

@@ -125,6 +125,7 @@ def test_real_mnist_cell_resumes_and_renders(tmp_path, datasets_dir, mnist_dir, 
       ("naive_nn", 0, 0, "test")]
   assert 0.0 <= recs[0]["auc"] <= 1.0
   assert set(recs[0]["final_losses"]) == {"intra_class"}  # from the run's saved curve
+  assert "ae_plateau_ratio" not in recs[0]  # naive_nn has no split, no autoencoder
   # Score files carry the config hash, so two configs of one cell never overwrite each other.
   assert os.path.isfile(records.scores_path(tmp_path, "mnist", 0, "naive_nn", 10.0, 0,
                                             recs[0]["config_hash"]))
