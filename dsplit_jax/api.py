@@ -26,12 +26,9 @@ from dsplit_jax import configs
 from dsplit_jax import data
 from dsplit_jax import loop
 from dsplit_jax import methods
+from dsplit_jax import pipeline
 from dsplit_jax import runner
 from dsplit_jax import train
-
-
-# Methods whose fitted networks score new images (the others fit and score in one go).
-_DETECTORS = tuple(n for n, m in methods.METHODS.items() if m.fitted_params is not None)
 
 
 default_preset = configs.default_preset
@@ -68,8 +65,8 @@ def as_images(images, image_shape=None) -> np.ndarray:
     x = x.astype(np.float32)
     if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
       raise ValueError("float images must be finite and in [0, 1] (or pass uint8)")
-  if image_shape is not None and tuple(x.shape[1:]) != tuple(image_shape):
-    raise ValueError(f"images have shape {x.shape[1:]}, the detector was fit on {tuple(image_shape)}")
+  if image_shape is not None and x.shape[1:] != (*image_shape,):
+    raise ValueError(f"images have shape {x.shape[1:]}, the detector was fit on {image_shape}")
   if x.shape[1] != x.shape[2] or x.shape[1] % 4:
     raise ValueError(f"images must be square with a side that is a multiple of 4, got "
                      f"{x.shape[1]}x{x.shape[2]} (resize them, e.g. data.load_image_files)")
@@ -83,7 +80,8 @@ class OneClassClassifier:
                seed: int = 0, contamination: float = 0.1,
                config: ml_collections.ConfigDict | None = None):
     if methods.get(method).fitted_params is None:
-      raise ValueError(f"method must be one of {', '.join(_DETECTORS)}, got {method!r}")
+      raise ValueError(f"method must be one of {', '.join(methods.DETECTORS)}, got "
+                       f"{method!r}")
     if not 0 < contamination <= 0.5:
       raise ValueError(f"contamination is the expected fraction of abnormal training images, "
                        f"in (0, 0.5]; got {contamination!r}")
@@ -95,6 +93,7 @@ class OneClassClassifier:
     self.config.dataset, self.config.normal_classes = "folder", (0,)
     self.image_shape = None
     self._fitted = None
+    self._programs = None  # pipeline.Programs of the fitted config and image shape
 
   def fit(self, images, *, workdir: str | None = None, progress=None) -> "OneClassClassifier":
     """Trains on normal images only; `workdir` makes the training resumable."""
@@ -106,11 +105,12 @@ class OneClassClassifier:
     run_dir = os.path.join(workdir, "run") if workdir else None
     if run_dir:
       runner.check_run_dir(run_dir, self.config)
-    fitted = runner.fit(self.config, self.config.method, jobs, workdir=workdir, run_dir=run_dir,
-                        progress=progress or loop.Progress())
+    self._programs = pipeline.make_programs(self.config, x.shape[1:])
+    fitted = runner.fit(self._programs, self.config.method, jobs, workdir=workdir,
+                        run_dir=run_dir, progress=progress or loop.Progress())
     key = methods.get(self.config.method).fitted_params
     self._fitted = {key: fitted[key]}
-    self.image_shape = tuple(x.shape[1:])
+    self.image_shape = x.shape[1:]
     self.decision_scores_ = self.score(x)
     self.threshold_ = threshold(self.decision_scores_, self.contamination)
     return self
@@ -154,7 +154,9 @@ class OneClassClassifier:
     n = len(x)
     if n < self.batch_size:
       x = np.concatenate([x, np.zeros((self.batch_size - n,) + x.shape[1:], x.dtype)])
-    return runner.score(self.config, self.config.method, self._fitted, x)[0][:n]
+    if self._programs is None:  # parameters set by hand, not by fit or load
+      self._programs = pipeline.make_programs(self.config, self.image_shape)
+    return runner.score(self._programs, self.config.method, self._fitted, x)[0][:n]
 
   def _check_fitted(self):
     if self._fitted is None:
@@ -228,8 +230,8 @@ class OneClassClassifier:
     try:
       with open(meta_path) as f:
         meta = json.load(f)
-      config = _tuples(_saved_config(meta["config"]))
-      image_shape = tuple(int(n) for n in meta["image_shape"])
+      config = configs.from_saved(meta["config"])
+      image_shape = (*map(int, meta["image_shape"]),)
       clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0],
                 contamination=meta.get("contamination", 0.1))
       configs.validate(clf.config, check_dataset=False)
@@ -249,6 +251,7 @@ class OneClassClassifier:
         raise ValueError(f"{params_path}: {jax.tree_util.keystr(key)} has shape "
                          f"{np.shape(got)}, but {meta_path} describes {np.shape(want)}")
     clf.image_shape, clf._fitted = image_shape, fitted
+    clf._programs = pipeline.make_programs(clf.config, image_shape)
     scores_path = os.path.join(path, "decision_scores.npy")
     if os.path.exists(scores_path):  # Detectors saved before thresholds have none.
       clf.decision_scores_ = np.load(scores_path)
@@ -256,32 +259,9 @@ class OneClassClassifier:
     return clf
 
 
-def _saved_config(saved: dict) -> ml_collections.ConfigDict:
-  """A saved detector's config. Fields the library gained after it was saved (`job_map`,
-  the Deep SVDD fields of issue 15, ...) take the base defaults, which reproduce the
-  behaviour it was fit with; every saved field keeps its saved value."""
-  from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
-
-  def overlay(defaults, values):
-    out = dict(defaults)
-    for k, v in values.items():
-      out[k] = overlay(defaults[k], v) if isinstance(v, dict) and isinstance(
-          defaults.get(k), dict) else v
-    return out
-  return ml_collections.ConfigDict(overlay(base.get_config().to_dict(), saved))
-
-
-def _tuples(config):
-  """JSON turned tuples into lists; model widths must be hashable tuples again."""
-  for key in ("conv_features", "dense_features", "ae_conv_features"):
-    config.model[key] = tuple(config.model[key])
-  config.seeds, config.normal_classes = tuple(config.seeds), tuple(config.normal_classes)
-  return config
-
-
 def _template(config, image_shape):
   """Parameter shapes of a fitted detector, stacked over one job, for deserialising."""
-  x = np.zeros((2,) + tuple(image_shape), np.float32)
+  x = np.zeros((2, *image_shape), np.float32)
   key = jax.random.PRNGKey(0)
   which = methods.get(config.method).fitted_params
   if which == "params":

@@ -3,7 +3,8 @@
 What a method does is read from `methods.METHODS`: the splitting autoencoder (cached
 in the work dir and shared by every method and rho that needs it), the SSIM split,
 the classifier, or a baseline that fits and scores in one go. The device work is
-`pipeline`'s; this module only chooses it.
+`pipeline`'s, through the `pipeline.Programs` a run builds once (`fit_and_score`) and
+passes to `fit` and `score`; this module only chooses it.
 """
 
 from __future__ import annotations
@@ -19,25 +20,26 @@ from dsplit_jax import data
 from dsplit_jax import methods
 from dsplit_jax import pipeline
 from dsplit_jax import records
-from dsplit_jax import train
 from dsplit_jax import workdir as workdir_lib
 
 
-def fit(config, method: str, jobs: data.Jobs, *, workdir: str | None = None,
-        run_dir: str | None = None, progress=None) -> dict:
-  """Trains `method` for every job; returns what scoring needs (stacked over jobs):
+def fit(programs: pipeline.Programs, method: str, jobs: data.Jobs, *,
+        workdir: str | None = None, run_dir: str | None = None, progress=None) -> dict:
+  """Trains `method` for every job with `programs` (`pipeline.make_programs` of the
+  run's config and image shape); returns what scoring needs (stacked over jobs):
   `ae_params`, `ssim_train` and `plateau_ratio` where it needs the split, `params` of
   the classifier."""
+  config = programs.config
   spec = methods.get(method)
   fitted = {}
   if spec.needs_split:
-    fitted["ae_params"] = _autoencoders(config, jobs, workdir, progress)
-    fitted["ssim_train"] = pipeline.ssim_of(config, fitted["ae_params"], jobs.pool,
+    fitted["ae_params"] = _autoencoders(programs, jobs, workdir, progress)
+    fitted["ssim_train"] = pipeline.ssim_of(programs, fitted["ae_params"], jobs.pool,
                                             jobs.train_idx)
     # Kept in the records, so a table can show that no split came from a stuck
     # autoencoder (ratio > ae.plateau_ratio; BUILD_NOTES.md, section 2).
-    fitted["plateau_ratio"] = pipeline.plateau_ratios(config, fitted["ae_params"], jobs.pool,
-                                                      jobs.train_idx, jobs.train_count)
+    fitted["plateau_ratio"] = pipeline.plateau_ratios(
+        programs, fitted["ae_params"], jobs.pool, jobs.train_idx, jobs.train_count)
   if spec.trains_classifier:
     splits = (pipeline.split(config, fitted["ssim_train"], jobs.train_idx, jobs.train_count)
               if spec.labels_from_split else None)
@@ -45,20 +47,21 @@ def fit(config, method: str, jobs: data.Jobs, *, workdir: str | None = None,
       progress.printer(split_line(config.rho, int(splits.atypical_count[0]),
                                   int(jobs.train_count[0])))
     fitted["params"] = pipeline.fit_classifiers(
-        config, method, jobs.pool, jobs.train_idx, jobs.train_count, splits, jobs.keys,
+        programs, method, jobs.pool, jobs.train_idx, jobs.train_count, splits, jobs.keys,
         ckpt_dir=run_dir, progress=progress, names=jobs.names)
   return fitted
 
 
-def score(config, method: str, fitted: dict, images: np.ndarray) -> np.ndarray:
+def score(programs: pipeline.Programs, method: str, fitted: dict,
+          images: np.ndarray) -> np.ndarray:
   """Anomaly scores [J, M] of `fit`'s networks, higher = more abnormal."""
   scorer = methods.get(method).scorer
   if scorer == "classifier":
-    return pipeline.classifier_scores(config, fitted["params"], images)
+    return pipeline.classifier_scores(programs, fitted["params"], images)
   if scorer == "ssim":
     num_jobs = len(jax.tree.leaves(fitted["ae_params"])[0])
     idx = np.tile(np.arange(len(images), dtype=np.int32), (num_jobs, 1))
-    return -pipeline.ssim_of(config, fitted["ae_params"], images, idx)
+    return -pipeline.ssim_of(programs, fitted["ae_params"], images, idx)
   raise ValueError(f"{method} has no fitted scorer")
 
 
@@ -70,9 +73,10 @@ def fit_and_score(config, jobs: data.Jobs, *, workdir, run_dir, progress) -> tup
   if scorer == "dsvdd":
     from dsplit_jax.baselines import dsvdd  # pylint: disable=g-import-not-at-top
     return {}, dsvdd.run(config, jobs, progress=progress)
-  fitted = fit(config, config.method, jobs, workdir=workdir, run_dir=run_dir,
+  programs = pipeline.make_programs(config, jobs.pool.shape[1:])  # this run's, held here
+  fitted = fit(programs, config.method, jobs, workdir=workdir, run_dir=run_dir,
                progress=progress)
-  return fitted, score(config, config.method, fitted, jobs.test_images)
+  return fitted, score(programs, config.method, fitted, jobs.test_images)
 
 
 def _classical_scores(config, jobs: data.Jobs, progress) -> np.ndarray:
@@ -101,10 +105,10 @@ def split_line(rho: float, used: int, count: int) -> str:
 
 # ------------------------------------------------------- the autoencoder cache
 
-def _autoencoders(config, jobs: data.Jobs, workdir, progress):
+def _autoencoders(programs, jobs: data.Jobs, workdir, progress):
   """Splitting autoencoders, trained only for jobs that have none saved yet."""
-  model = train.make_autoencoder(config, jobs.pool.shape[1:])
-  template = model.init(jax.random.PRNGKey(0), jobs.pool[:1])
+  config = programs.config
+  template = programs.ae_model.init(jax.random.PRNGKey(0), jobs.pool[:1])
   ae_dir = (records.autoencoder_dir(workdir, config.dataset, configs.autoencoder_hash(config),
                                     jobs.pool.shape[1:]) if workdir else None)
   paths = [records.autoencoder_path(ae_dir, c, s) if ae_dir else None
@@ -115,7 +119,7 @@ def _autoencoders(config, jobs: data.Jobs, workdir, progress):
   if missing:
     sub = jobs.subset(missing)
     ckpt = records.autoencoder_ckpt_dir(ae_dir, sub.classes, sub.seeds) if ae_dir else None
-    params = pipeline.fit_autoencoders(config, jobs.pool, sub.train_idx, sub.train_count,
+    params = pipeline.fit_autoencoders(programs, jobs.pool, sub.train_idx, sub.train_count,
                                        sub.keys, ckpt_dir=ckpt, progress=progress,
                                        names=[f"class {c} seed {s}"
                                               for c, s in zip(sub.classes, sub.seeds)])

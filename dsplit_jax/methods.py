@@ -68,6 +68,9 @@ METHODS = {m.name: m for m in (
 )}
 NAMES = tuple(METHODS)
 PAPER_ORDER = tuple(sorted(METHODS, key=lambda m: METHODS[m].paper_column))
+# Methods whose fitted networks score new images: the detector API's choices (the
+# others fit and score in one go).
+DETECTORS = tuple(n for n, m in METHODS.items() if m.fitted_params is not None)
 
 
 def get(name: str) -> Method:

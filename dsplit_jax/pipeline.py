@@ -4,12 +4,17 @@ Each function takes arrays with a leading job axis J (one job = one normal class
 seed) plus the shared image pool, pads J to a multiple of the device count, shards the
 job axis over a `Mesh` of all local devices, and returns numpy arrays for the real jobs.
 Padded jobs repeat the last real job and are dropped, so they never change a result.
+
+The compiled programs are built once per run by `make_programs(config, image_shape)`;
+the caller holds them and passes them to every phase:
+
+  programs = pipeline.make_programs(config, pool.shape[1:])
+  ae = pipeline.fit_autoencoders(programs, pool, train_idx, train_count, keys)
 """
 
 from __future__ import annotations
 
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
@@ -153,60 +158,76 @@ def loop_mode(config) -> str:
   return "host" if xla_on_cpu else "scan"
 
 
-@functools.lru_cache(maxsize=32)
-def _programs(config_json: str, image_shape: tuple, method: str | None):
-  """Compiled functions for one (config, image shape, method), built once per process.
+class Programs:
+  """The compiled phases of one config and image shape, built once and held by the caller.
 
-  jit caches by function identity, so rebuilding the partials on every call would
-  recompile; tests and the grid runner call the same phase many times.
+  jit caches compiled code per function object, so a run builds one Programs and passes
+  it to every phase: each phase compiles once per job count. `config` is a copy taken
+  here, so a later change to the caller's config never meets a program traced with the
+  old one; a changed config needs a new Programs.
   """
-  config = ml_collections.ConfigDict(json.loads(config_json))
-  mode = loop_mode(config)
-  over = functools.partial(over_jobs, mapping=job_map(config))
-  out = {}
-  ae_model = train.make_autoencoder(config, image_shape)
-  ae_tx = train.optimizer(config.ae)
-  init_ae = functools.partial(train.init_ae_state, model=ae_model, tx=ae_tx,
-                              image_shape=image_shape)
-  if config.ae.output_bias == "mean_logit":
-    out["ae_init"] = over(lambda key, idx, count, pool: init_ae(
-        key, train.mean_pixel(pool, idx, count)), (0, 0, 0, None))
-  else:
-    out["ae_init"] = over(lambda key, idx, count, pool: init_ae(key), (0, 0, 0, None))
-  out["ae_chunk"] = compiled_chunk(
-      functools.partial(train.ae_body, model=ae_model, tx=ae_tx, config=config),
-      (0, 0, 0, None), config.ae.chunk_steps, mode,
-      job_map(config))
-  out["plateau"] = over(
-      lambda params, idx, count, pool: train.plateau_ratio(
-          params, pool[idx], count, model=ae_model), (0, 0, 0, None))
-  out["ssim"] = over(
-      lambda params, idx, pool: train.ssim_scores(params, pool[idx], model=ae_model,
-                                                  config=config), (0, 0, None))
-  model = train.make_classifier(config)
-  tx = train.optimizer(config.train)
-  out["clf_init"] = over(functools.partial(
-      train.init_classifier_state, model=model, tx=tx, image_shape=image_shape), (0,))
-  if method is not None:
-    out["clf_chunk"] = compiled_chunk(
-        functools.partial(train.classifier_body, model=model, tx=tx, config=config,
-                          method=method), (0, 0, 0, 0, None), config.train.chunk_steps,
-        mode, job_map(config))
-  out["scores"] = over(functools.partial(
-      train.classifier_scores, model=model, config=config), (0, None))
-  return out
+
+  def __init__(self, config: ml_collections.ConfigDict, image_shape):
+    self.config = config = config.copy_and_resolve_references()
+    self.image_shape = image_shape = tuple(image_shape)
+    self.mode = loop_mode(config)
+    self.job_map = job_map(config)
+    over = functools.partial(over_jobs, mapping=self.job_map)
+    self.ae_model = ae_model = train.make_autoencoder(config, image_shape)
+    ae_tx = train.optimizer(config.ae)
+    init_ae = functools.partial(train.init_ae_state, model=ae_model, tx=ae_tx,
+                                image_shape=image_shape)
+    # By `ae.output_bias`; a restart of a stuck autoencoder takes "mean_logit".
+    self.ae_init = {
+        "zero": over(lambda key, idx, count, pool: init_ae(key), (0, 0, 0, None)),
+        "mean_logit": over(lambda key, idx, count, pool: init_ae(
+            key, train.mean_pixel(pool, idx, count)), (0, 0, 0, None)),
+    }
+    self.ae_chunk = compiled_chunk(
+        functools.partial(train.ae_body, model=ae_model, tx=ae_tx, config=config),
+        (0, 0, 0, None), config.ae.chunk_steps, self.mode, self.job_map)
+    self.plateau = over(
+        lambda params, idx, count, pool: train.plateau_ratio(
+            params, pool[idx], count, model=ae_model), (0, 0, 0, None))
+    self.ssim = over(
+        lambda params, idx, pool: train.ssim_scores(params, pool[idx], model=ae_model,
+                                                    config=config), (0, 0, None))
+    self.classifier = model = train.make_classifier(config)
+    self._clf_tx = train.optimizer(config.train)
+    self.clf_init = over(functools.partial(
+        train.init_classifier_state, model=model, tx=self._clf_tx, image_shape=image_shape),
+        (0,))
+    self.scores = over(functools.partial(
+        train.classifier_scores, model=model, config=config), (0, None))
+    self._clf_chunks = {}
+
+  def clf_chunk(self, method: str):
+    """`method`'s classifier chunk, built on first use: a run trains one method, the
+    planner several."""
+    if method not in self._clf_chunks:
+      self._clf_chunks[method] = compiled_chunk(
+          functools.partial(train.classifier_body, model=self.classifier, tx=self._clf_tx,
+                            config=self.config, method=method),
+          (0, 0, 0, 0, None), self.config.train.chunk_steps, self.mode, self.job_map)
+    return self._clf_chunks[method]
+
+  def check_shape(self, images):
+    if tuple(images.shape[1:]) != self.image_shape:
+      raise ValueError(f"images of shape {tuple(images.shape[1:])}, but these programs "
+                       f"were built for {self.image_shape}")
 
 
-def programs(config, image_shape, method=None):
-  return _programs(config.to_json_best_effort(sort_keys=True), tuple(image_shape), method)
+def make_programs(config: ml_collections.ConfigDict, image_shape) -> Programs:
+  """The compiled phases of a run on images of `image_shape` ([H, W, C])."""
+  return Programs(config, image_shape)
 
 
 def _phase_keys(keys, phase):
   return jax.vmap(lambda k: jax.random.fold_in(k, phase))(jnp.asarray(keys))
 
 
-def fit_autoencoders(config: ml_collections.ConfigDict, pool, train_idx, train_count, keys,
-                     *, ckpt_dir: str | None = None, progress=None, names=None):
+def fit_autoencoders(programs: Programs, pool, train_idx, train_count, keys, *,
+                     ckpt_dir: str | None = None, progress=None, names=None):
   """Trains one splitting autoencoder per job with MSE; returns stacked params.
 
   A job that ends on the plateau (`train.plateau_ratio` above `ae.plateau_ratio`: its
@@ -218,10 +239,12 @@ def fit_autoencoders(config: ml_collections.ConfigDict, pool, train_idx, train_c
   (BUILD_NOTES.md, section 2).
   `names` label jobs in the progress lines.
   """
+  config = programs.config
   names = names or [f"job {j}" for j in range(len(keys))]
-  params = _fit_autoencoders(config, pool, train_idx, train_count, keys, 0, ckpt_dir, progress)
+  params = _fit_autoencoders(programs, pool, train_idx, train_count, keys, 0, ckpt_dir,
+                             progress)
   for attempt in range(1, config.ae.restarts + 2):
-    ratio = plateau_ratios(config, params, pool, train_idx, train_count)
+    ratio = plateau_ratios(programs, params, pool, train_idx, train_count)
     stuck = np.flatnonzero(ratio > config.ae.plateau_ratio)
     if not len(stuck):
       break
@@ -238,8 +261,8 @@ def fit_autoencoders(config: ml_collections.ConfigDict, pool, train_idx, train_c
           f"MSE > {config.ae.plateau_ratio:g}): {which}; training them again from a new "
           f"start ({attempt} of {config.ae.restarts})")
     again = _fit_autoencoders(
-        config, pool, train_idx[stuck], train_count[stuck], np.asarray(keys)[stuck], attempt,
-        ckpt_dir and f"{ckpt_dir}-restart{attempt}", progress)
+        programs, pool, train_idx[stuck], train_count[stuck], np.asarray(keys)[stuck],
+        attempt, ckpt_dir and f"{ckpt_dir}-restart{attempt}", progress)
     params = jax.tree.map(lambda p, q: _put_rows(p, stuck, q), params, again)
   return params
 
@@ -250,43 +273,45 @@ def _put_rows(x, rows, values):
   return x
 
 
-def _fit_autoencoders(config, pool, train_idx, train_count, keys, attempt, ckpt_dir, progress):
+def _fit_autoencoders(programs, pool, train_idx, train_count, keys, attempt, ckpt_dir,
+                      progress):
+  config = programs.config
+  programs.check_shape(pool)
   jobs = JobAxis(len(keys))
-  if attempt and config.ae.output_bias != "mean_logit":
-    config = config.copy_and_resolve_references()
-    config.ae.output_bias = "mean_logit"
-  fns = programs(config, pool.shape[1:])
+  # A restart starts at the mean pixel's logit; the training chunk is the same program.
+  init = programs.ae_init["mean_logit" if attempt else config.ae.output_bias]
   phase_keys = _phase_keys(keys, train.PHASE_AE)
   if attempt:  # attempt 0 keeps the keys every earlier result was computed with
     phase_keys = _phase_keys(phase_keys, attempt)
   init_keys, step_keys = jax.vmap(lambda k: jax.random.split(k))(phase_keys).transpose(1, 0, 2)
   init_keys, step_keys, idx, count = jobs.put((init_keys, step_keys, train_idx, train_count))
   pool = jobs.replicate(pool)
-  state = fns["ae_init"](init_keys, idx, count, pool)
+  state = init(init_keys, idx, count, pool)
   state = loop.run_phase(
       "autoencoder", state,
-      jobs.real_metrics(lambda s, start: fns["ae_chunk"](s, start, step_keys, idx, count, pool)),
+      jobs.real_metrics(
+          lambda s, start: programs.ae_chunk(s, start, step_keys, idx, count, pool)),
       total_steps=config.ae.steps, chunk_steps=config.ae.chunk_steps, ckpt_dir=ckpt_dir,
       progress=progress, learning_rate=config.ae.learning_rate)
   return jobs.take(state.params)
 
 
-def plateau_ratios(config, ae_params, pool, train_idx, train_count) -> np.ndarray:
+def plateau_ratios(programs: Programs, ae_params, pool, train_idx, train_count) -> np.ndarray:
   """`train.plateau_ratio` of every job on its first `ae.plateau_images` images: [J]."""
+  programs.check_shape(pool)
   jobs = JobAxis(len(train_idx))
-  fns = programs(config, pool.shape[1:])
-  k = min(config.ae.plateau_images, np.asarray(train_idx).shape[1])
+  k = min(programs.config.ae.plateau_images, np.asarray(train_idx).shape[1])
   count = np.minimum(np.asarray(train_count), k)
   params, idx, count = jobs.put((ae_params, np.asarray(train_idx)[:, :k], count))
-  return jobs.take(fns["plateau"](params, idx, count, jobs.replicate(pool)))
+  return jobs.take(programs.plateau(params, idx, count, jobs.replicate(pool)))
 
 
-def ssim_of(config, ae_params, pool, idx):
+def ssim_of(programs: Programs, ae_params, pool, idx):
   """SSIM of each job's images `pool[idx[j]]` with their reconstruction: [J, len(idx[j])]."""
+  programs.check_shape(pool)
   jobs = JobAxis(len(idx))
-  fns = programs(config, pool.shape[1:])
   params, idx = jobs.put((ae_params, idx))
-  return jobs.take(fns["ssim"](params, idx, jobs.replicate(pool)))
+  return jobs.take(programs.ssim(params, idx, jobs.replicate(pool)))
 
 
 def split(config, ssim_train, train_idx, train_count):
@@ -296,15 +321,17 @@ def split(config, ssim_train, train_idx, train_count):
                                             jnp.asarray(train_count)))
 
 
-def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_idx,
-                    train_count, splits: train.Split | None, keys, *,
-                    ckpt_dir: str | None = None, progress=None, names=None):
+def fit_classifiers(programs: Programs, method: str, pool, train_idx, train_count,
+                    splits: train.Split | None, keys, *, ckpt_dir: str | None = None,
+                    progress=None, names=None):
   """Trains one classifier per job with `method`'s losses; returns stacked params.
 
   With `names` (one per job) and `ckpt_dir`, each job's loss curves are saved there.
   """
+  config = programs.config
+  programs.check_shape(pool)
+  chunk = programs.clf_chunk(method)
   jobs = JobAxis(len(keys))
-  fns = programs(config, pool.shape[1:], method)
   if splits is None:  # naive_nn: no split; the fields are unused but keep one shape.
     splits = train.Split(train_idx, train_count, train_idx, train_count)
   phase_keys = _phase_keys(keys, train.PHASE_CLASSIFIER)
@@ -312,19 +339,18 @@ def fit_classifiers(config: ml_collections.ConfigDict, method: str, pool, train_
   init_keys, step_keys, splits, idx, count = jobs.put(
       (init_keys, step_keys, splits, train_idx, train_count))
   pool = jobs.replicate(pool)
-  state = fns["clf_init"](init_keys)
+  state = programs.clf_init(init_keys)
   state = loop.run_phase(
       method, state,
-      jobs.real_metrics(
-          lambda s, start: fns["clf_chunk"](s, start, step_keys, splits, idx, count, pool)),
+      jobs.real_metrics(lambda s, start: chunk(s, start, step_keys, splits, idx, count, pool)),
       total_steps=config.train.steps, chunk_steps=config.train.chunk_steps,
       ckpt_dir=ckpt_dir, progress=progress, curve_jobs=names,
       learning_rate=config.train.learning_rate)
   return jobs.take(state.params)
 
 
-def classifier_scores(config, params, images) -> np.ndarray:
+def classifier_scores(programs: Programs, params, images) -> np.ndarray:
   """Anomaly scores [J, M] of every job's classifier on the same images."""
+  programs.check_shape(images)
   jobs = JobAxis(len(jax.tree.leaves(params)[0]))
-  fns = programs(config, images.shape[1:])
-  return jobs.take(fns["scores"](jobs.put(params), jobs.replicate(images)))
+  return jobs.take(programs.scores(jobs.put(params), jobs.replicate(images)))

@@ -45,14 +45,14 @@ class ClassifierState:
 
 def make_autoencoder(config: ml_collections.ConfigDict, image_shape) -> models.Autoencoder:
   h, _, c = image_shape
-  return models.Autoencoder(tuple(config.model.ae_conv_features),
+  return models.Autoencoder(config.model.ae_conv_features,
                             config.model.ae_code_features, channels=c, image_size=h,
                             conv_impl=config.model.conv_impl)
 
 
 def make_classifier(config: ml_collections.ConfigDict) -> models.OneClassNet:
-  return models.OneClassNet(tuple(config.model.conv_features),
-                            tuple(config.model.dense_features),
+  return models.OneClassNet(config.model.conv_features,
+                            config.model.dense_features,
                             distance_head=config.model.distance_head,
                             conv_impl=config.model.conv_impl,
                             # Configs saved before the field existed meant "dense".
@@ -84,7 +84,7 @@ def init_ae_state(key, mean_pixel=None, *, model, tx, image_shape) -> AEState:
   instead of 0.5 everywhere; the first large push towards the black background, which
   can kill the decoder's ReLUs and leave an all-black output for good, does not happen.
   """
-  params = model.init(key, jnp.zeros((1,) + tuple(image_shape)))
+  params = model.init(key, jnp.zeros((1, *image_shape)))
   if mean_pixel is not None:
     p = jnp.clip(mean_pixel, 1e-3, 1 - 1e-3)
     inner = dict(params["params"])
@@ -119,7 +119,7 @@ def ae_body(state, step, key, train_idx, train_count, pool, *, model, tx, config
 # ---------------------------------------------------------------------- classifier
 
 def init_classifier_state(key, *, model, tx, image_shape) -> ClassifierState:
-  params = model.init(key, jnp.zeros((2,) + tuple(image_shape)), method=model.init_all)
+  params = model.init(key, jnp.zeros((2, *image_shape)), method=model.init_all)
   return ClassifierState(params=params, opt_states={
       name: tx.init(params) for name in ("closeness", "intra_class", "dispersion")})
 

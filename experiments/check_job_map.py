@@ -18,14 +18,18 @@ from dsplit_jax import data
 from dsplit_jax import pipeline
 
 
-def fit_and_score(config, images, idx, count, keys, rows, test_images):
-  """dsplit on the jobs `rows` in one program: (scores [J, M], training SSIMs [J, N])."""
-  ae = pipeline.fit_autoencoders(config, images, idx[rows], count[rows], keys[rows])
-  ssim = pipeline.ssim_of(config, ae, images, idx[rows])
-  splits = pipeline.split(config, ssim, idx[rows], count[rows])
-  params = pipeline.fit_classifiers(config, "dsplit", images, idx[rows], count[rows],
+def fit_and_score(programs, images, idx, count, keys, rows, test_images):
+  """dsplit on the jobs `rows` in one program: (scores [J, M], training SSIMs [J, N]).
+
+  `programs`: `pipeline.make_programs` of the config and image shape, held by the caller
+  across its runs.
+  """
+  ae = pipeline.fit_autoencoders(programs, images, idx[rows], count[rows], keys[rows])
+  ssim = pipeline.ssim_of(programs, ae, images, idx[rows])
+  splits = pipeline.split(programs.config, ssim, idx[rows], count[rows])
+  params = pipeline.fit_classifiers(programs, "dsplit", images, idx[rows], count[rows],
                                     splits, keys[rows])
-  return pipeline.classifier_scores(config, params, test_images), ssim
+  return pipeline.classifier_scores(programs, params, test_images), ssim
 
 
 def main(argv=None):
@@ -46,11 +50,12 @@ def main(argv=None):
   idx = np.stack([np.arange(n), np.arange(n, 2 * n)] * 2).astype(np.int32)
   count = np.full(4, n, np.int32)
   keys = pipeline.job_keys([0, 0, 1, 1], [0, 1, 0, 1])
+  programs = pipeline.make_programs(config, images.shape[1:])
 
   t = time.time()
   out = {}
   for j in (1, 2, 4):
-    scores, ssim = fit_and_score(config, images, idx, count, keys, list(range(j)),
+    scores, ssim = fit_and_score(programs, images, idx, count, keys, list(range(j)),
                                  images[::3])
     out[j] = scores[0], ssim[0]
   print(json.dumps(dict(

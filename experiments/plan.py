@@ -3,7 +3,7 @@
   python -m experiments.plan --preset=paper --dataset=cifar10 --jobs=50 --devices=8
   python -m experiments.plan --preset=cpu --dataset=mnist --jobs=10 --devices=1 --conv_impl=patches
 
-Lowers and compiles the programs a real run compiles (`pipeline.programs`: the
+Lowers and compiles the programs a real run compiles (`pipeline.make_programs`: the
 autoencoder chunk, the classifier chunk, scoring), sharded as a real run shards them
 (the job axis padded to a multiple of the devices and split over a `jobs` mesh; the
 image pool and test images replicated), for `--devices` CPU host devices standing in
@@ -186,22 +186,22 @@ def plan_programs(config, dataset: str, num_jobs: int, methods=("dsplit",),
                 state_bytes=state_bytes(state) if state is not None else 0)
 
   out = {}
-  programs = pipeline.programs(config, image_shape, methods[0])
-  ae_state = as_job_sharded(jax.eval_shape(programs["ae_init"], keys, idx, count, pool))
+  programs = pipeline.make_programs(config, image_shape)
+  ae_init = programs.ae_init[config.ae.output_bias]
+  ae_state = as_job_sharded(jax.eval_shape(ae_init, keys, idx, count, pool))
   out["autoencoder chunk"] = compiled_figures(
-      programs["ae_chunk"], ae_state, start, keys, idx, count, pool, state=ae_state,
+      programs.ae_chunk, ae_state, start, keys, idx, count, pool, state=ae_state,
       steps=config.ae.chunk_steps, trips=config.ae.chunk_steps)
-  clf_state = as_job_sharded(jax.eval_shape(programs["clf_init"], keys))
+  clf_state = as_job_sharded(jax.eval_shape(programs.clf_init, keys))
   split = train.Split(idx, count, idx, count)
   for method in methods:
-    fns = pipeline.programs(config, image_shape, method)
     out[f"classifier chunk ({method})"] = compiled_figures(
-        fns["clf_chunk"], clf_state, start, keys, split, idx, count, pool, state=clf_state,
-        steps=config.train.chunk_steps, trips=config.train.chunk_steps)
+        programs.clf_chunk(method), clf_state, start, keys, split, idx, count, pool,
+        state=clf_state, steps=config.train.chunk_steps, trips=config.train.chunk_steps)
   if scoring:
     test = _sharded((n_test,) + image_shape, np.float32, shared)
     out["scoring (test split)"] = compiled_figures(
-        programs["scores"], clf_state.params, test, state=clf_state.params,
+        programs.scores, clf_state.params, test, state=clf_state.params,
         trips=math.ceil(n_test / config.eval_batch_size))
   return out
 

@@ -1,6 +1,9 @@
 """The run's pieces that need no training: work-dir files, hashes, the split line."""
 
+import json
+
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -79,6 +82,21 @@ def test_new_fields_at_their_old_behaviour_keep_old_hashes():
   assert configs.config_hash(config) != configs.config_hash(legacy)
   config.method = legacy.method = "nnwds"
   assert configs.config_hash(config) == configs.config_hash(legacy)
+
+
+def test_a_saved_config_reads_back_as_its_preset():
+  # JSON turns tuples into lists; `from_saved` turns them back, so the model code needs
+  # no tuple() of its own and the hashes stay those of the preset.
+  for preset in configs.PRESETS:
+    config = configs.get_preset(preset)
+    assert not list(configs._lists(config))  # the presets hold tuples, never lists
+    saved = json.loads(config.to_json_best_effort())
+    back = configs.from_saved(saved)
+    assert back.to_dict() == config.to_dict()  # (1, 2) != [1, 2]: the types are checked
+    assert configs.config_hash(back) == configs.config_hash(config)
+    assert configs.autoencoder_hash(back) == configs.autoencoder_hash(config)
+  with pytest.raises(configs.ConfigError, match=r"model.conv_features.* must be tuples"):
+    configs.validate(ml_collections.ConfigDict(saved), check_dataset=False)
 
 
 def test_job_map_stays_out_of_the_hashes():

@@ -19,14 +19,15 @@ idx = np.zeros((3, 30), np.int32)
 idx[0] = np.arange(30); idx[1] = np.arange(30, 60); idx[2, :10] = np.arange(60, 70)
 count = np.array([30, 30, 10], np.int32)
 keys = pipeline.job_keys([0, 1, 0], [0, 1, 2])
+programs = pipeline.make_programs(config, images.shape[1:])
 
 def run(rows):
-  ae = pipeline.fit_autoencoders(config, images, idx[rows], count[rows], keys[rows])
-  ssim = pipeline.ssim_of(config, ae, images, idx[rows])
+  ae = pipeline.fit_autoencoders(programs, images, idx[rows], count[rows], keys[rows])
+  ssim = pipeline.ssim_of(programs, ae, images, idx[rows])
   splits = pipeline.split(config, ssim, idx[rows], count[rows])
-  params = pipeline.fit_classifiers(config, "dsplit", images, idx[rows], count[rows], splits,
+  params = pipeline.fit_classifiers(programs, "dsplit", images, idx[rows], count[rows], splits,
                                     keys[rows])
-  return pipeline.classifier_scores(config, params, images)
+  return pipeline.classifier_scores(programs, params, images)
 
 if jax.device_count() == 1:  # One job at a time: what each of four devices computes.
   scores = np.concatenate([run([j]) for j in range(3)])

@@ -93,35 +93,53 @@ def pool(mnist_dir):
   return images, idx, np.array([40, 30], np.int32)
 
 
-def _fit(config, pool, rows, classes, ckpt_dir=None, progress=None, method="dsplit"):
+@pytest.fixture(scope="module")
+def programs():
+  """`_config()`'s compiled programs, held by the module as a run holds its own."""
+  return pipeline.make_programs(_config(), (28, 28, 1))
+
+
+def _fit(programs, pool, rows, classes, ckpt_dir=None, progress=None, method="dsplit"):
   images, idx, count = pool
   keys = pipeline.job_keys([0] * len(rows), classes)
-  ae = pipeline.fit_autoencoders(config, images, idx[rows], count[rows], keys)
-  ssim = pipeline.ssim_of(config, ae, images, idx[rows])
-  splits = pipeline.split(config, ssim, idx[rows], count[rows])
-  params = pipeline.fit_classifiers(config, method, images, idx[rows], count[rows], splits,
+  ae = pipeline.fit_autoencoders(programs, images, idx[rows], count[rows], keys)
+  ssim = pipeline.ssim_of(programs, ae, images, idx[rows])
+  splits = pipeline.split(programs.config, ssim, idx[rows], count[rows])
+  params = pipeline.fit_classifiers(programs, method, images, idx[rows], count[rows], splits,
                                     keys, ckpt_dir=ckpt_dir, progress=progress)
-  return params, pipeline.classifier_scores(config, params, images)
+  return params, pipeline.classifier_scores(programs, params, images)
 
 
 @pytest.fixture(scope="module")
-def reference(pool):
-  return _fit(_config(), pool, [0, 1], [0, 1])
+def reference(programs, pool):
+  return _fit(programs, pool, [0, 1], [0, 1])
 
 
-def test_same_seed_same_scores(pool, reference):
-  _, again = _fit(_config(), pool, [0, 1], [0, 1])
+def test_same_seed_same_scores(programs, pool, reference):
+  # The held programs were compiled for `reference`: running again lowers nothing (a
+  # Programs built anew would trace and lower every phase again).
+  lowered = []
+
+  def listen(event, duration, **kwargs):
+    if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":  # jax._src.dispatch
+      lowered.append(kwargs.get("fun_name", "?"))
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  try:
+    _, again = _fit(programs, pool, [0, 1], [0, 1])
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)
   np.testing.assert_array_equal(again, reference[1])
+  assert lowered == []
 
 
-def test_vmapped_jobs_equal_single_runs(pool, reference):
+def test_vmapped_jobs_equal_single_runs(programs, pool, reference):
   # Batched and unbatched convolutions round differently; 1e-4 relative is ~1000 ulp.
   for row in (0, 1):
-    _, single = _fit(_config(), pool, [row], [row])
+    _, single = _fit(programs, pool, [row], [row])
     np.testing.assert_allclose(single[0], reference[1][row], rtol=1e-4, atol=1e-5)
 
 
-def test_resumed_run_equals_uninterrupted(pool, reference, tmp_path):
+def test_resumed_run_equals_uninterrupted(programs, pool, reference, tmp_path):
   class Killed(Exception):
     pass
 
@@ -134,11 +152,11 @@ def test_resumed_run_equals_uninterrupted(pool, reference, tmp_path):
       super().__call__(phase, step, total, metrics)
       die_after_first_chunk(phase, step, total, metrics)
   with pytest.raises(Killed):
-    _fit(_config(), pool, [0, 1], [0, 1], ckpt_dir=str(tmp_path),
+    _fit(programs, pool, [0, 1], [0, 1], ckpt_dir=str(tmp_path),
          progress=KillingProgress(printer=lambda _: None))
   assert not loop.phase_done("dsplit", str(tmp_path), _config().train.steps)
   resumed = loop.Progress(printer=lambda _: None)
-  params, scores = _fit(_config(), pool, [0, 1], [0, 1], ckpt_dir=str(tmp_path),
+  params, scores = _fit(programs, pool, [0, 1], [0, 1], ckpt_dir=str(tmp_path),
                         progress=resumed)
   steps = [h["step"] for h in resumed.history if h["phase"] == "dsplit"]
   assert steps == [_config().train.steps]  # Only the second chunk ran again.
@@ -147,12 +165,11 @@ def test_resumed_run_equals_uninterrupted(pool, reference, tmp_path):
   np.testing.assert_array_equal(scores, reference[1])
 
 
-def test_every_method_trains_and_reports_its_losses(pool):
-  config = _config()
+def test_every_method_trains_and_reports_its_losses(programs, pool):
   progress = loop.Progress(printer=lambda _: None)
   for method, names in [("nnwds", {"intra_class"}), ("naive_nn", {"intra_class"}),
                         ("dsplit", {"closeness", "intra_class", "dispersion"})]:
-    _fit(config, pool, [0], [0], progress=progress, method=method)
+    _fit(programs, pool, [0], [0], progress=progress, method=method)
     last = [h for h in progress.history if h["phase"] == method][-1]
     assert set(last) - {"phase", "step", "total"} == names
 
@@ -164,26 +181,28 @@ def test_non_finite_loss_stops_training():
     loop.run_phase("x", {"a": np.zeros(1)}, chunk, total_steps=2, chunk_steps=1, ckpt_dir=None)
 
 
-def test_padded_indices_never_change_a_result(pool, reference):
+def test_padded_indices_never_change_a_result(programs, pool, reference):
   images, idx, count = pool
   idx = idx.copy()
   idx[1, 30:] = 5  # Job 1 has 30 images; its padding now points at a real image of job 0.
-  _, scores = _fit(_config(), (images, idx, count), [0, 1], [0, 1])
+  _, scores = _fit(programs, (images, idx, count), [0, 1], [0, 1])
   np.testing.assert_array_equal(scores, reference[1])
 
 
-def test_stuck_autoencoders_are_trained_again_and_the_others_untouched(pool, monkeypatch):
+def test_stuck_autoencoders_are_trained_again_and_the_others_untouched(programs, pool,
+                                                                       monkeypatch):
   images, idx, count = pool
   keys = pipeline.job_keys([0, 0], [0, 1])
+  first = pipeline.fit_autoencoders(programs, images, idx, count, keys)
   config = _config()
-  first = pipeline.fit_autoencoders(config, images, idx, count, keys)
   config.ae.restarts = 2
   lines = []
   progress = loop.Progress(printer=lines.append)
   # Job 0 looks stuck after the first try, no job after the second.
   answers = iter([np.array([2.1, 0.2]), np.array([0.2, 0.2])])
   monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: next(answers))
-  again = pipeline.fit_autoencoders(config, images, idx, count, keys, progress=progress,
+  again = pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]), images,
+                                    idx, count, keys, progress=progress,
                                     names=["class 0 seed 0", "class 1 seed 0"])
   for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again)):
     np.testing.assert_array_equal(a[1], b[1])   # a job that trained is not touched
@@ -201,7 +220,8 @@ def test_stuck_autoencoders_are_trained_again_and_the_others_untouched(pool, mon
   config.ae.restarts = 1
   lines.clear()
   monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: np.array([0.2, 2.3]))
-  pipeline.fit_autoencoders(config, images, idx, count, keys, progress=progress,
+  pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]), images, idx,
+                            count, keys, progress=progress,
                             names=["class 0 seed 0", "class 1 seed 0"])
   assert [l for l in lines if "stuck" in l] == [
       "[autoencoder] stuck on a plateau (reconstruction MSE / mean image's MSE > 1): "
@@ -218,13 +238,22 @@ def test_a_restart_starts_at_the_mean_pixels_logit(pool, monkeypatch):
   config.ae.steps, config.ae.restarts = 0, 1  # params = the start of each try
   answers = iter([np.array([2.1, 0.2]), np.array([0.2, 0.2])])
   monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: next(answers))
-  params = pipeline.fit_autoencoders(config, images, idx, count,
-                                     pipeline.job_keys([0, 0], [0, 1]))
+  params = pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]), images,
+                                     idx, count, pipeline.job_keys([0, 0], [0, 1]))
   bias = np.asarray(params["params"]["deconv1"]["bias"])
   p = np.asarray(train.mean_pixel(images, idx[0], count[0]))
   np.testing.assert_allclose(bias[0], np.log(p) - np.log1p(-p), rtol=1e-5)
   np.testing.assert_array_equal(bias[1], 0.0)  # the first try's zero start, untouched
   assert config.ae.output_bias == "zero"  # the caller's config is not changed
+  # With `ae.output_bias="mean_logit"` the first try starts there too (one job: the
+  # restart's program above, so nothing new to compile).
+  config.ae.output_bias, config.ae.restarts = "mean_logit", 0
+  monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: np.array([0.2]))
+  params = pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]), images,
+                                     idx[1:], count[1:], pipeline.job_keys([0], [1]))
+  p = np.asarray(train.mean_pixel(images, idx[1], count[1]))
+  np.testing.assert_allclose(params["params"]["deconv1"]["bias"][0], np.log(p) - np.log1p(-p),
+                             rtol=1e-5)
 
 
 def test_an_untrained_autoencoder_counts_as_stuck(pool):
@@ -233,9 +262,10 @@ def test_an_untrained_autoencoder_counts_as_stuck(pool):
   images, idx, count = pool
   config = _config()
   config.ae.steps = 0
-  untrained = pipeline.fit_autoencoders(config, images, idx, count,
+  programs = pipeline.make_programs(config, images.shape[1:])
+  untrained = pipeline.fit_autoencoders(programs, images, idx, count,
                                         pipeline.job_keys([0, 0], [0, 1]))
-  ratios = pipeline.plateau_ratios(config, untrained, images, idx, count)
+  ratios = pipeline.plateau_ratios(programs, untrained, images, idx, count)
   assert ratios.shape == (2,) and np.all(ratios > config.ae.plateau_ratio), ratios
 
 
@@ -284,9 +314,9 @@ def test_output_bias_starts_at_the_logit_of_each_jobs_mean_pixel():
   idx = np.array([[0, 1, 2, 5], [3, 4, 0, 0]], np.int32)  # job 1: two images, then padding
   count = np.array([3, 2], np.int32)
   keys = jax.random.split(jax.random.PRNGKey(0), 2)
-  zero = pipeline.programs(config, pool.shape[1:])["ae_init"](keys, idx, count, pool)
-  config.ae.output_bias = "mean_logit"
-  mean = pipeline.programs(config, pool.shape[1:])["ae_init"](keys, idx, count, pool)
+  programs = pipeline.make_programs(config, pool.shape[1:])
+  zero = programs.ae_init["zero"](keys, idx, count, pool)
+  mean = programs.ae_init["mean_logit"](keys, idx, count, pool)
   bias = np.asarray(mean.params["params"]["deconv1"]["bias"])
   np.testing.assert_allclose(bias[:, 0], [np.log(0.1 / 0.9), 0.0], atol=1e-5)
   np.testing.assert_array_equal(zero.params["params"]["deconv1"]["bias"], 0.0)

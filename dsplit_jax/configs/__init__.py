@@ -8,6 +8,7 @@ Presets are ml_collections config files (`get_config()`): `paper` (accelerators)
   python -m dsplit_jax.main --preset=cpu --set=train.steps=300     # the same config
 
 Every loaded config is locked: a misspelt field is an error, not a new field.
+`from_saved(d)` reads back a config saved as JSON, tuples and all.
 `validate(config)` is the one check every entry point (command line, API, grid, study)
 runs before any work. `config_hash(config)` names a run's results: the records of a
 work dir are reused only by a config with the same hash.
@@ -81,6 +82,44 @@ def override(config: ml_collections.ConfigDict, overrides) -> ml_collections.Con
   return values.config
 
 
+def from_saved(saved: dict) -> ml_collections.ConfigDict:
+  """A config saved as JSON (a detector's `detector.json`), as a ConfigDict again.
+
+  JSON turned the presets' tuples into lists; they come back as tuples (the presets
+  hold no lists), so every config the code sees has hashable widths. Fields the library
+  gained after it was saved (`job_map`, the Deep SVDD fields of issue 15, ...) take the
+  base defaults, which reproduce the behaviour it was fit with; every saved field keeps
+  its saved value.
+  """
+  from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
+
+  def overlay(defaults, values):
+    out = dict(defaults)
+    for k, v in values.items():
+      out[k] = overlay(defaults[k], v) if isinstance(v, dict) and isinstance(
+          defaults.get(k), dict) else _tuples(v)
+    return out
+  return ml_collections.ConfigDict(overlay(base.get_config().to_dict(), saved))
+
+
+def _tuples(value):
+  """JSON's lists, at any depth, as the tuples they were."""
+  if isinstance(value, (list, tuple)):
+    return tuple(_tuples(v) for v in value)
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  return value
+
+
+def _lists(config: ml_collections.ConfigDict, prefix: str = ""):
+  """Names of the fields that hold a list (a ConfigDict built from JSON by hand)."""
+  for k, v in config.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      yield from _lists(v, f"{prefix}{k}.")
+    elif isinstance(v, list):
+      yield f"{prefix}{k}"
+
+
 def _field_parent(config, key: str):
   parent, parts = config, key.split(".")
   for p in parts[:-1]:
@@ -107,6 +146,10 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
   from dsplit_jax import pipeline
   from dsplit_jax import train
   from dsplit_jax import data
+  lists = list(_lists(config))
+  if lists:
+    raise ConfigError(f"{', '.join(lists)} must be tuples, not lists (a config read from "
+                      "JSON: build it with configs.from_saved)")
   if config.method not in methods.METHODS:
     raise ConfigError(f"unknown method {config.method!r}; choose one of "
                       f"{', '.join(methods.NAMES)}")
