@@ -33,7 +33,8 @@ from experiments import table1
 # (width factor, steps factor), cheapest first, so a study cut short has the
 # informative cells. x4 width is the issue's "if time allows", on one class.
 VARIANTS = ((1, 1), (2, 1), (1, 2), (2, 2), (4, 1))
-METHODS = ("dsplit", "nnwds")
+# Ours and the classifier without distance constraints, paired per job.
+METHODS = ("dsplit", study_distance.BASELINE)
 DATASET, CLASSES, WIDE_CLASSES = "fashion_mnist", (2, 4, 8), (8,)
 
 
@@ -76,15 +77,16 @@ def summarize(by_cell: dict) -> list[dict]:
   for variant in sorted({v for v, _ in by_cell}, key=lambda v: (v[0] * v[1], v)):
     auc = {m: {(r["normal_class"], r["seed"]): 100 * r["auc"]
                for r in by_cell.get((variant, m), [])} for m in METHODS}
-    jobs = sorted(set(auc["dsplit"]) | set(auc["nnwds"]))
-    pairs = [j for j in jobs if j in auc["dsplit"] and j in auc["nnwds"]]
-    diffs = [auc["dsplit"][j] - auc["nnwds"][j] for j in pairs]
+    ours, base = (auc[m] for m in METHODS)
+    jobs = sorted(set(ours) | set(base))
+    pairs = [j for j in jobs if j in ours and j in base]
+    diffs = [ours[j] - base[j] for j in pairs]
     seconds = {m: [r["wall_time_s"] for r in by_cell.get((variant, m), [])
                    if r.get("wall_time_s") is not None] for m in METHODS}
     rows.append(dict(
         variant=variant, jobs=jobs, auc=auc, pairs=len(pairs),
-        dsplit=float(np.mean([auc["dsplit"][j] for j in pairs])) if pairs else None,
-        nnwds=float(np.mean([auc["nnwds"][j] for j in pairs])) if pairs else None,
+        **{m: float(np.mean([auc[m][j] for j in pairs])) if pairs else None
+           for m in METHODS},
         gain=float(np.mean(diffs)) if diffs else None,
         gain_se=(float(np.std(diffs, ddof=1) / np.sqrt(len(diffs)))
                  if len(diffs) > 1 else None),
@@ -103,13 +105,12 @@ def report_markdown(rows) -> str:
       "mean dsplit", "mean nnwds", "dsplit - nnwds (SE, pairs)", "s per job dsplit / nnwds"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
-    per_job = [f"{_f(r['auc']['dsplit'].get(j))} / {_f(r['auc']['nnwds'].get(j))}"
-               for j in jobs]
+    per_job = [" / ".join(_f(r["auc"][m].get(j)) for m in METHODS) for j in jobs]
     gain = (f"{r['gain']:+.2f} ({_f(r['gain_se'])}, {r['pairs']})"
             if r["gain"] is not None else "-")
-    secs = f"{_f(r['dsplit_s_per_job'], '.0f')} / {_f(r['nnwds_s_per_job'], '.0f')}"
-    lines.append("| " + " | ".join([variant_name(*r["variant"]), *per_job, _f(r["dsplit"]),
-                                    _f(r["nnwds"]), gain, secs]) + " |")
+    secs = " / ".join(_f(r[f"{m}_s_per_job"], ".0f") for m in METHODS)
+    lines.append("| " + " | ".join([variant_name(*r["variant"]), *per_job,
+                                    *(_f(r[m]) for m in METHODS), gain, secs]) + " |")
   lines.append("\nMeans and differences over the (class, seed) pairs that have both "
                "methods; a variant's classes differ where it ran on fewer (x4 width).")
   return "\n".join(lines) + "\n"

@@ -137,8 +137,8 @@ def test_config_hashes_are_the_pinned_ones(pinned):
 
 
 def test_committed_study_cells_keep_their_hashes():
-  """Every record of the committed distance-head study hashes as it did when written,
-  rebuilt from the cpu preset and the study's own overrides."""
+  """Every record of the committed studies (distance heads, capacity) hashes as it did
+  when written, rebuilt from the cpu preset and the studies' own overrides."""
   recs = [json.loads(line) for line in STUDY.read_text().splitlines() if line.strip()]
   assert len(recs) >= 40
   for r in recs:
@@ -147,6 +147,10 @@ def test_committed_study_cells_keep_their_hashes():
     config.model.distance_head = r["config"]["model"]["distance_head"]
     config.model.latent = r["config"]["model"].get("latent", "dense")  # added later
     config.train.pairs = r["config"]["train"]["pairs"]
+    # The capacity study's classifier widths and steps (experiments.study_capacity).
+    for key in ("conv_features", "dense_features"):
+      config.model[key] = tuple(r["config"]["model"][key])
+    config.train.steps = r["config"]["train"]["steps"]
     assert runner.config_hash(config) == r["config_hash"], (r["dataset"], r["method"],
                                                             config.model.distance_head,
                                                             config.model.latent)
