@@ -219,6 +219,36 @@ def table1_markdown(rows, methods, rho=paper.RHO, preset=None) -> str:
   return "\n".join(lines) + "\n"
 
 
+def autoencoder_line(recs, rho=paper.RHO) -> str:
+  """One line under Table 1: did any split come from a stuck autoencoder? Records of
+  the split methods carry the final plateau ratio of their job's autoencoder
+  (reconstruction MSE over the mean image's; above the config's `ae.plateau_ratio`,
+  1, it is stuck: BUILD_NOTES.md, section 2); records written before session 6 lack it."""
+  ratio, limit, total = {}, {}, set()
+  for r in recs:
+    if r.get("rho") != rho or not methods_lib.get(r["method"]).needs_split:
+      continue
+    job = (r["dataset"], r["normal_class"], r["seed"])
+    total.add(job)
+    if r.get("ae_plateau_ratio") is not None:
+      ratio[job] = r["ae_plateau_ratio"]
+      limit[job] = r.get("config", {}).get("ae", {}).get("plateau_ratio", 1.0)
+  if not total:
+    return ""
+  text = (f"Splitting autoencoders: {len(ratio)} of {len(total)} jobs record their "
+          "plateau ratio (records before session 6 lack it)")
+  if not ratio:
+    return text + ".\n"
+  worst = max(ratio, key=ratio.get)
+  stuck = sorted(j for j in ratio if ratio[j] > limit[j])
+  text += (f"; the largest is {ratio[worst]:.2f} ({worst[0]} class {worst[1]} seed "
+           f"{worst[2]}); ")
+  text += (f"**{len(stuck)} stuck** (ratio above the limit): "
+           + ", ".join(f"{d} {c} s{s}" for d, c, s in stuck) if stuck
+           else "none is stuck (all below the limit, 1)")
+  return text + ".\n"
+
+
 def write_table1_csv(rows, methods, path):
   fields = ["dataset", "normal_class", "class_name"]
   for m in methods:
@@ -447,6 +477,7 @@ def render(args) -> list[str]:
     md, table_csv = os.path.join(out, "table1.md"), os.path.join(out, "table1.csv")
     with open(md, "w") as f:
       f.write(table1_markdown(rows, methods, args.rho, preset=recs[0].get("preset") if recs else None))
+      f.write("\n" + autoencoder_line(recs, args.rho))
     write_table1_csv(rows, methods, table_csv)
     written += [md, table_csv]
   else:

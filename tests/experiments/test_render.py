@@ -188,3 +188,21 @@ def test_table1_prefers_the_presets_default_config_and_says_preset_and_seeds(tmp
   assert "| mnist | 1 Digit 1 | **80.0** ± 0.0 [n=1] / **99.8** (-19.8) |" in text
   # Without default-config records the latest config is kept, as before.
   assert render.default_config_hash("nope", "mnist", "dsplit", 10.0) is None
+
+
+def test_autoencoder_line_names_the_worst_and_the_stuck_autoencoders():
+  def rec(method, c, s, ratio=None, rho=10.0):
+    r = dict(dataset="mnist", normal_class=c, seed=s, method=method, rho=rho,
+             config={"ae": {"plateau_ratio": 1.0}})
+    if ratio is not None:
+      r["ae_plateau_ratio"] = ratio
+    return r
+  recs = [rec("dsplit", 0, 0, 0.2), rec("nnwds", 0, 0, 0.2), rec("dsplit", 1, 0, 0.3),
+          rec("dsplit", 2, 0), rec("ocsvm", 3, 0), rec("dsplit", 4, 0, 9.0, rho=50.0)]
+  line = render.autoencoder_line(recs)
+  assert line.startswith("Splitting autoencoders: 2 of 3 jobs record")
+  assert "largest is 0.30 (mnist class 1 seed 0)" in line and "none is stuck" in line
+  recs.append(rec("ssim", 5, 1, 2.34))
+  line = render.autoencoder_line(recs)
+  assert "**1 stuck** (ratio above the limit): mnist 5 s1" in line
+  assert render.autoencoder_line([rec("ocsvm", 0, 0)]) == ""
