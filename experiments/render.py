@@ -143,8 +143,10 @@ def table1_rows(recs: list[dict], rho: float = paper.RHO) -> tuple[list[dict], l
     rows.append(_with_best({"dataset": dataset, "normal_class": cls,
                             "class_name": _class_name(dataset, cls), "cells": cells},
                            {m: v[0] for m, v in refs.items() if v}))
+  grouped = []
   for dataset in dict.fromkeys(r["dataset"] for r in rows):
     of = [r for r in rows if r["dataset"] == dataset]
+    grouped += of
     cells = {}
     for m in methods:
       have = [r["cells"][m] for r in of if r["cells"][m]["mean"] is not None]
@@ -154,17 +156,19 @@ def table1_rows(recs: list[dict], rho: float = paper.RHO) -> tuple[list[dict], l
       ref = np.mean(refs) if refs and len(refs) == len(have) else None
       cells[m] = {"mean": mean, "std": None, "n": len(have), "paper": ref, "paper_std": None,
                   "diff": None if mean is None or ref is None else mean - ref}
-    rows.append(_with_best({"dataset": dataset, "normal_class": "mean",
-                            "class_name": f"mean ({len(of)} classes)", "cells": cells},
-                           {m: c["paper"] for m, c in cells.items()}))
+    # Each dataset's summary rows follow its own classes.
+    grouped.append(_with_best({"dataset": dataset, "normal_class": "mean",
+                               "class_name": f"mean ({len(of)} classes)", "cells": cells},
+                              {m: c["paper"] for m, c in cells.items()}))
     mad = {}
     for m in methods:
       diffs = [abs(r["cells"][m]["diff"]) for r in of if r["cells"][m]["diff"] is not None]
       mad[m] = {"mean": float(np.mean(diffs)) if diffs else None, "std": None,
                 "n": len(diffs), "paper": None, "paper_std": None, "diff": None}
-    rows.append({"dataset": dataset, "normal_class": "mad", "class_name": "mean abs(ours − paper)",
-                 "cells": mad, "best": set(), "paper_best": set()})
-  return rows, methods
+    grouped.append({"dataset": dataset, "normal_class": "mad",
+                    "class_name": "mean abs(ours − paper)", "cells": mad, "best": set(),
+                    "paper_best": set()})
+  return grouped, methods
 
 
 def _with_best(row, paper_values):

@@ -63,6 +63,16 @@ def test_table1_rows_bold_and_means(workdir):
   assert [r["normal_class"] for r in rows] == [0, 1, "mean", "mad"]
 
 
+def test_each_dataset_s_summary_rows_follow_its_classes(tmp_path):
+  _log(tmp_path / "results.jsonl")
+  _log(tmp_path / "results.jsonl", dataset="fashion_mnist")
+  rows, _ = render.table1_rows(render.load_records(str(tmp_path)))
+  assert [(r["dataset"], r["normal_class"]) for r in rows] == [
+      ("mnist", 0), ("mnist", 1), ("mnist", "mean"), ("mnist", "mad"),
+      ("fashion_mnist", 0), ("fashion_mnist", 1), ("fashion_mnist", "mean"),
+      ("fashion_mnist", "mad")]
+
+
 def test_ties_share_the_bold():
   assert render._best({"a": 99.81, "b": 99.79, "c": 99.7}) == {"a", "b"}
   assert render._best({"a": None}) == set()
