@@ -15,7 +15,6 @@ The report reads records only, so it runs while a cell trains.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import sys
@@ -161,14 +160,8 @@ def report(study_cells, workdir) -> str:
   return text + f"\nfigure: {png}\n"
 
 
-class _Parser(argparse.ArgumentParser):
-
-  def error(self, message):
-    raise ValueError(message)
-
-
 def _parser():
-  p = _Parser(prog="python -m experiments.study_capacity", description=__doc__.split("\n")[0])
+  p = table1.ArgumentParser(prog="python -m experiments.study_capacity", description=__doc__.split("\n")[0])
   p.add_argument("--workdir", required=True)
   p.add_argument("--stage", default="run", choices=("run", "report"))
   p.add_argument("--dataset", default=DATASET)

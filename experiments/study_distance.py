@@ -18,7 +18,6 @@ standard error, and the last saved closeness and dispersion losses (mean and wor
 
 from __future__ import annotations
 
-import argparse
 import collections
 import math
 import os
@@ -214,14 +213,8 @@ def report(cells, workdir, name="study_distance") -> str:
   return text
 
 
-class _Parser(argparse.ArgumentParser):
-
-  def error(self, message):
-    raise ValueError(message)
-
-
 def _parser():
-  p = _Parser(prog="python -m experiments.study_distance", description=__doc__.split("\n")[0])
+  p = table1.ArgumentParser(prog="python -m experiments.study_distance", description=__doc__.split("\n")[0])
   p.add_argument("--workdir", required=True)
   p.add_argument("--stage", default="screen", choices=("screen", "seeds", "report"))
   p.add_argument("--heads", default="",

@@ -161,14 +161,15 @@ def run_grid(cells: list[Cell], workdir: str, printer=None) -> list[Cell]:
   return failed
 
 
-class _Parser(argparse.ArgumentParser):
+class ArgumentParser(argparse.ArgumentParser):
+  """Raises ValueError on bad flags, so each experiment's main() prints one line."""
 
   def error(self, message):
-    raise ValueError(message)  # main() prints it as one line.
+    raise ValueError(message)
 
 
 def _parser() -> argparse.ArgumentParser:
-  p = _Parser(prog="python -m experiments.table1", description=__doc__.split("\n")[0])
+  p = ArgumentParser(prog="python -m experiments.table1", description=__doc__.split("\n")[0])
   p.add_argument("--workdir", required=True, help="Records, scores, splits, checkpoints.")
   p.add_argument("--datasets", default="mnist,fashion_mnist,cifar10", help="Comma list.")
   p.add_argument("--methods", default="all",
