@@ -3,10 +3,13 @@
 The real images are not on this machine; these files have CIFAR-10's layouts and
 formats (random pixels, 12 train and 4 test images per class), so that nothing between
 the reader and the records breaks on the real files. The benchmark's class counts
-(50000/10000) are replaced by the written ones in the child process only: the count
-check itself still runs.
+(50000/10000) are replaced by the written ones in the child process, or for the
+duration of an in-process run: the count check itself still runs. One test runs the
+command line in a child process (its exit code); the others call the same `main`
+functions in this process, which saves a Python and JAX start-up each.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -50,6 +53,35 @@ def _run(module, *args):
                         text=True, timeout=900, env=env)
 
 
+@contextlib.contextmanager
+def _as_child():
+  """This process as `_run`'s child sees it: the written class counts, no download and
+  no $DSPLIT_DATA_DIR; all undone on exit."""
+  from dsplit_jax.data import sources
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setitem(sources.CLASS_COUNTS, ("cifar10", "train"), (TRAIN_PER_CLASS,) * 10)
+    mp.setitem(sources.CLASS_COUNTS, ("cifar10", "test"), (TEST_PER_CLASS,) * 10)
+    mp.setenv("DSPLIT_DOWNLOAD", "0")
+    mp.delenv("DSPLIT_DATA_DIR", raising=False)
+    yield
+
+
+def _cli_in_process(*args) -> int:
+  """`python -m dsplit_jax.main ARGS` in this process (as `_run`'s child): its exit code."""
+  from absl import flags
+  from dsplit_jax import main as main_lib
+  with _as_child():
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["main", *args])
+    try:
+      main_lib.main(["main"])
+    except SystemExit as e:
+      return e.code
+    finally:
+      flags.FLAGS.unparse_flags()
+  raise AssertionError("dsplit_jax.main.main returned instead of exiting")
+
+
 def _records(workdir):
   with open(os.path.join(workdir, "results.jsonl")) as f:
     return [json.loads(line) for line in f]
@@ -69,13 +101,14 @@ def ocsvm_aucs(cifar_root, tmp_path_factory):
 
 
 def _ocsvm_all_classes(data_dir, workdir):
-  out = _run("dsplit_jax.main", "--preset=test", "--dataset=cifar10", "--normal_class=all",
-             "--method=ocsvm", f"--data_dir={data_dir}", f"--workdir={workdir}")
-  assert out.returncode == 0, out.stderr[-3000:]
+  code = _cli_in_process("--preset=test", "--dataset=cifar10", "--normal_class=all",
+                         "--method=ocsvm", f"--data_dir={data_dir}", f"--workdir={workdir}")
+  assert code == 0
   return {r["normal_class"]: r["auc"] for r in _records(workdir)}
 
 
 def test_every_method(cifar_root, tmp_path):
+  # The one true child process of this file: the command line's exit code.
   out = _run("dsplit_jax.main", "--preset=test", "--dataset=cifar10", "--normal_class=0",
              "--method=all", f"--data_dir={cifar_root}", f"--workdir={tmp_path}")
   assert out.returncode == 0, out.stderr[-3000:]
@@ -106,14 +139,16 @@ def test_grid_cell_and_table(cifar_root, tmp_path):
   work = tmp_path / "grid"
   args = ["--preset=test", "--datasets=cifar10", "--methods=dsplit", "--classes=0,1",
           "--num_seeds=1", f"--data_dir={cifar_root}", f"--workdir={work}"]
-  out = _run("experiments.table1", *args)
-  assert out.returncode == 0, out.stderr[-3000:]
-  recs = _records(work)
-  assert sorted((r["method"], r["normal_class"]) for r in recs) == [("dsplit", 0), ("dsplit", 1)]
-  again = _run("experiments.table1", *args)  # Every cell has its records: nothing runs.
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert len(_records(work)) == len(recs)
-  rendered = _run("experiments.render", f"--workdir={work}", f"--data_dir={cifar_root}")
-  assert rendered.returncode == 0, rendered.stderr[-3000:]
+  # `python -m experiments.table1` and `.render` exit with what their main returns.
+  from experiments import render
+  from experiments import table1
+  with _as_child():
+    assert table1.main(args) == 0
+    recs = _records(work)
+    assert sorted((r["method"], r["normal_class"]) for r in recs) == [("dsplit", 0),
+                                                                      ("dsplit", 1)]
+    assert table1.main(args) == 0  # Every cell has its records: nothing runs.
+    assert len(_records(work)) == len(recs)
+    assert render.main([f"--workdir={work}", f"--data_dir={cifar_root}"]) == 0
   table = (work / "report" / "table1.md").read_text()
   assert "cifar" in table.lower()

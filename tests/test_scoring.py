@@ -115,10 +115,13 @@ def _dsplit(*args):
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-  """A detector fitted by the command with the `test` preset on 24 written images."""
+  """A detector fitted by the command with the `test` preset on 40 written images.
+
+  40, as the detectors of tests/test_api.py: the same shapes give the same programs,
+  which the suite's shared compilation cache then compiles once."""
   root = tmp_path_factory.mktemp("saved")
   rng = np.random.default_rng(1)
-  _write_pngs(root / "good", rng.integers(0, 256, (24, 28, 28, 1), dtype=np.uint8))
+  _write_pngs(root / "good", rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8))
   _write_pngs(root / "new", rng.integers(0, 256, (5, 28, 28, 1), dtype=np.uint8), "n")
   out = _dsplit("--preset=test", "--dataset=folder", f"--data_dir={root / 'good'}",
                 f"--score_dir={root / 'new'}", f"--workdir={root / 'w'}",

@@ -307,16 +307,21 @@ def test_pair_losses_average_over_exactly_the_chosen_pairs(pairs):
                              rtol=1e-5)
 
 
-def test_output_bias_starts_at_the_logit_of_each_jobs_mean_pixel():
-  config = configs.get_preset("test")
-  pool = np.concatenate([np.full((3, 28, 28, 1), 0.1), np.full((2, 28, 28, 1), 0.5),
-                         np.full((1, 28, 28, 1), 0.9)]).astype(np.float32)
-  idx = np.array([[0, 1, 2, 5], [3, 4, 0, 0]], np.int32)  # job 1: two images, then padding
+def test_output_bias_starts_at_the_logit_of_each_jobs_mean_pixel(programs, pool):
+  # The module's programs and `pool`'s shapes (70 images, 2 jobs of 40 slots), so the
+  # zero start is the program `reference` compiled; the images are this test's own.
+  images, slots = np.full_like(pool[0], 0.7), pool[1].shape[1]
+  images[:6] = np.concatenate([np.full((3, 28, 28, 1), 0.1), np.full((2, 28, 28, 1), 0.5),
+                               np.full((1, 28, 28, 1), 0.9)])
+  idx = np.full((2, slots), 5, np.int32)  # padding: image 5 (0.9), never counted
+  idx[0, :3] = [0, 1, 2]
+  idx[1, :4] = [3, 4, 0, 0]  # job 1: two images, then padding
   count = np.array([3, 2], np.int32)
-  keys = jax.random.split(jax.random.PRNGKey(0), 2)
-  programs = pipeline.make_programs(config, pool.shape[1:])
-  zero = programs.ae_init["zero"](keys, idx, count, pool)
-  mean = programs.ae_init["mean_logit"](keys, idx, count, pool)
+  jobs = pipeline.JobAxis(2)  # placed on the devices as `pipeline.fit_autoencoders` does
+  keys, idx, count = jobs.put((jax.random.split(jax.random.PRNGKey(0), 2), idx, count))
+  images = jobs.replicate(images)
+  zero = programs.ae_init["zero"](keys, idx, count, images)
+  mean = programs.ae_init["mean_logit"](keys, idx, count, images)
   bias = np.asarray(mean.params["params"]["deconv1"]["bias"])
   np.testing.assert_allclose(bias[:, 0], [np.log(0.1 / 0.9), 0.0], atol=1e-5)
   np.testing.assert_array_equal(zero.params["params"]["deconv1"]["bias"], 0.0)
