@@ -157,7 +157,7 @@ def table1_rows(recs: list[dict], rho: float = paper.RHO) -> tuple[list[dict], l
       cells[m] = {"mean": mean, "std": None, "n": len(have), "paper": ref, "paper_std": None,
                   "diff": None if mean is None or ref is None else mean - ref}
     # Each dataset's summary rows follow its own classes.
-    grouped.append(_with_best({"dataset": dataset, "normal_class": "mean",
+    grouped.append(_with_best({"dataset": dataset, "normal_class": "mean", "classes": len(of),
                                "class_name": f"mean ({len(of)} classes)", "cells": cells},
                               {m: c["paper"] for m, c in cells.items()}))
     mad = {}
@@ -212,6 +212,8 @@ def table1_markdown(rows, methods, rho=paper.RHO, preset=None) -> str:
         text += f" ± {c['std']:.1f}"
       if r["normal_class"] not in SUMMARY_ROWS and c["n"] and len(seeds) > 1 and c["n"] < seeds[-1]:
         text += f" [n={c['n']}]"
+      if r["normal_class"] == "mean" and c["n"] and c["n"] < r["classes"]:
+        text += f" [{c['n']} classes]"  # a column with fewer classes than the row's label
       if c["paper"] is not None:
         text += f" / {_num(c['paper'], m in r['paper_best'])}"
         if c["diff"] is not None:

@@ -73,6 +73,16 @@ def test_each_dataset_s_summary_rows_follow_its_classes(tmp_path):
       ("fashion_mnist", "mad")]
 
 
+def test_a_mean_over_fewer_classes_says_so(tmp_path):
+  _log(tmp_path / "results.jsonl", aucs={**AUCS, (0, "ssim", 10.0): [0.99]})
+  rows, methods = render.table1_rows(render.load_records(str(tmp_path)))
+  mean = next(r for r in rows if r["normal_class"] == "mean")
+  line = next(l for l in render.table1_markdown(rows, methods).splitlines() if "| mean (2" in l)
+  cells = dict(zip(methods, line.split(" | ")[2:]))
+  assert mean["cells"]["ssim"]["n"] == 1 and "[1 classes]" in cells["ssim"]
+  assert "classes]" not in cells["dsplit"]
+
+
 def test_ties_share_the_bold():
   assert render._best({"a": 99.81, "b": 99.79, "c": 99.7}) == {"a", "b"}
   assert render._best({"a": None}) == set()
