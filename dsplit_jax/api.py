@@ -19,6 +19,7 @@ import tempfile
 
 import flax.serialization
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -235,7 +236,8 @@ class OneClassClassifier:
       clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0],
                 contamination=meta.get("contamination", 0.1))
       configs.validate(clf.config, check_dataset=False)
-      template = _template(config, image_shape)
+      # Shapes only (from_bytes replaces every leaf): nothing to compile or run.
+      template = jax.eval_shape(lambda: _template(config, image_shape))
     except Exception as e:  # JSON, a missing key, a bad field: all mean "edited or torn".
       raise ValueError(f"{meta_path}: not a detector's description ({type(e).__name__}: "
                        f"{' '.join(str(e).split())[:200]})") from None
@@ -269,4 +271,4 @@ def _template(config, image_shape):
     params = model.init(key, x, method=model.init_all)
   else:
     params = train.make_autoencoder(config, image_shape).init(key, x)
-  return {which: jax.tree.map(lambda a: np.asarray(a)[None], params)}
+  return {which: jax.tree.map(lambda a: jnp.asarray(a)[None], params)}

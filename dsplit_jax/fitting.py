@@ -108,7 +108,8 @@ def split_line(rho: float, used: int, count: int) -> str:
 def _autoencoders(programs, jobs: data.Jobs, workdir, progress):
   """Splitting autoencoders, trained only for jobs that have none saved yet."""
   config = programs.config
-  template = programs.ae_model.init(jax.random.PRNGKey(0), jobs.pool[:1])
+  # Shapes only (from_bytes replaces every leaf): nothing to compile or run.
+  template = jax.eval_shape(programs.ae_model.init, jax.random.PRNGKey(0), jobs.pool[:1])
   ae_dir = (records.autoencoder_dir(workdir, config.dataset, configs.autoencoder_hash(config),
                                     jobs.pool.shape[1:]) if workdir else None)
   paths = [records.autoencoder_path(ae_dir, c, s) if ae_dir else None

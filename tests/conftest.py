@@ -36,3 +36,21 @@ def mnist_dir(datasets_dir):
   if missing:
     pytest.skip(f"{path} lacks {', '.join(missing)}[.gz]")
   return path
+
+
+# The files that take longest (CPU-s of `pytest -n 0`, session 9), longest first.
+# xdist hands out whole files (`--dist loadfile`) in collection order
+# (`--no-loadscope-reorder`; its default puts the files with most tests first, which
+# left one-test files of minutes to the end, one worker busy and the other idle).
+_LONGEST_FIRST = (
+    "tests/test_cifar_end_to_end.py", "tests/test_train.py", "tests/test_pinned_results.py",
+    "tests/test_one_job_one_result.py", "tests/test_api.py", "tests/baselines/test_dsvdd.py",
+    "tests/test_sharding.py", "tests/test_models.py", "tests/experiments/test_plan.py",
+    "tests/test_layers.py", "tests/test_robustness.py", "tests/test_scoring.py",
+    "tests/test_cli.py", "tests/experiments/test_table1.py")
+
+
+def pytest_collection_modifyitems(items):
+  """Longest files first (stable: tests keep their order within a file)."""
+  rank = {path: i for i, path in enumerate(_LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))

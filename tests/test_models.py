@@ -54,6 +54,18 @@ def test_l2_penalty_covers_conv_kernels_only():
       sum(float(jnp.sum(k ** 2)) for k in kernels), rel=1e-5)
 
 
+def test_he_init_is_flax_kaiming_normal_to_the_bit():
+  # models._he draws on the kernel's [fan_in, out] view (it compiles faster); the
+  # numbers must be kaiming_normal's on the kernel's own shape, or every result changes.
+  key = jax.random.PRNGKey(7)
+  for shape in [(5, 5, 3, 4), (3, 3, 4, 2), (7, 7, 2, 3), (6, 5)]:
+    want = jax.nn.initializers.kaiming_normal()(key, shape)
+    got = models._he(key, shape)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+  assert not np.array_equal(models._he(key, (5, 5, 3, 4)), models._he(key, (5, 5, 4, 3)))
+
+
 def test_cpu_and_paper_widths_are_alexnet_order():
   paper = configs.get_preset("paper").model
   assert tuple(paper.conv_features) == (96, 256, 384, 384, 256)
