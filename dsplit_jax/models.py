@@ -55,9 +55,10 @@ class AlexNetFeatures(nn.Module):
   conv_features: Sequence[int] = (96, 256, 384, 384, 256)
   dense_features: Sequence[int] = (4096, 4096)
   conv_impl: str = "auto"        # see layers.py: same function, different lowering
+  dropout: float = 0.0           # AlexNet's dropout after each dense layer (0: none)
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = False):
     c1, c2, c3, c4, c5 = self.conv_features
     Conv, _ = layers.conv_modules(self.conv_impl, _he)
     x = _pool(nn.relu(Conv(c1, (5, 5), name="conv1")(x)))
@@ -68,6 +69,8 @@ class AlexNetFeatures(nn.Module):
     conv = x = x.reshape(x.shape[:-3] + (-1,))
     for i, width in enumerate(self.dense_features):
       x = nn.relu(Dense(width, name=f"dense{i + 1}")(x))
+      if self.dropout:
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return x, conv
 
 
@@ -139,17 +142,22 @@ class OneClassNet(nn.Module):
   distance_head: str = "abs_difference"
   conv_impl: str = "auto"
   latent: str = "dense"
+  dropout: float = 0.0
 
   def setup(self):
     if self.latent not in LATENTS:
       raise ValueError(f"latent must be one of {', '.join(LATENTS)}, got {self.latent!r}")
-    self.features = AlexNetFeatures(self.conv_features, self.dense_features, self.conv_impl)
+    self.features = AlexNetFeatures(self.conv_features, self.dense_features, self.conv_impl,
+                                    self.dropout)
     self.classifier = nn.Dense(1)
     self.distance = DistanceHead(self.distance_head)
 
-  def __call__(self, x):
-    """Returns (logit of "atypical/abnormal", latent z)."""
-    hidden, conv = self.features(x)
+  def __call__(self, x, train: bool = False):
+    """Returns (logit of "atypical/abnormal", latent z).
+
+    `train=True` applies the dropout (if any) and needs a "dropout" rng; scoring does not.
+    """
+    hidden, conv = self.features(x, train)
     z = hidden if self.latent == "dense" else conv
     return self.classifier(hidden)[..., 0], z
 

@@ -56,7 +56,8 @@ def make_classifier(config: ml_collections.ConfigDict) -> models.OneClassNet:
                             distance_head=config.model.distance_head,
                             conv_impl=config.model.conv_impl,
                             # Configs saved before the field existed meant "dense".
-                            latent=config.model.get("latent", "dense"))
+                            latent=config.model.get("latent", "dense"),
+                            dropout=config.model.get("dropout", 0.0))
 
 
 def sample_positions(key, count, size: int, batch_size: int) -> jax.Array:
@@ -148,30 +149,41 @@ def pair_batch_size(batch_size: int, pairs: str) -> int:
   return batch_size + 1 if pairs == "neighbours" else batch_size
 
 
-def _pair_distance_logits(params, images, model, pairs):
-  _, z = model.apply(params, images)
+def _forward(params, images, model, dropout_key):
+  """(logits, z) of a training batch; with a `dropout_key` the dropout is applied."""
+  if dropout_key is None:
+    return model.apply(params, images)
+  return model.apply(params, images, train=True, rngs={"dropout": dropout_key})
+
+
+def _pair_distance_logits(params, images, model, pairs, dropout_key=None):
+  _, z = _forward(params, images, model, dropout_key)
   i, j = pair_indices(images.shape[0], pairs)
   return model.apply(params, z[i], z[j], method=model.distance_logit)
 
 
-def closeness_step(state, typical_images, *, model, tx, weight_decay, pairs="neighbours"):
+def closeness_step(state, typical_images, *, model, tx, weight_decay, pairs="neighbours",
+                   dropout_key=None):
   def loss_fn(params):
-    return losses.closeness_loss(_pair_distance_logits(params, typical_images, model, pairs))
+    return losses.closeness_loss(
+        _pair_distance_logits(params, typical_images, model, pairs, dropout_key))
   state, loss = _update(state, "closeness", loss_fn, tx=tx, weight_decay=weight_decay)
   return state, {"closeness": loss}
 
 
-def intra_class_step(state, images, labels, *, model, tx, weight_decay):
+def intra_class_step(state, images, labels, *, model, tx, weight_decay, dropout_key=None):
   def loss_fn(params):
-    logits, _ = model.apply(params, images)
+    logits, _ = _forward(params, images, model, dropout_key)
     return losses.intra_class_loss(logits, labels)
   state, loss = _update(state, "intra_class", loss_fn, tx=tx, weight_decay=weight_decay)
   return state, {"intra_class": loss}
 
 
-def dispersion_step(state, atypical_images, *, model, tx, weight_decay, pairs="neighbours"):
+def dispersion_step(state, atypical_images, *, model, tx, weight_decay, pairs="neighbours",
+                    dropout_key=None):
   def loss_fn(params):
-    return losses.dispersion_loss(_pair_distance_logits(params, atypical_images, model, pairs))
+    return losses.dispersion_loss(
+        _pair_distance_logits(params, atypical_images, model, pairs, dropout_key))
   state, loss = _update(state, "dispersion", loss_fn, tx=tx, weight_decay=weight_decay)
   return state, {"dispersion": loss}
 
@@ -191,12 +203,15 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
   n_atyp = int(round(b * config.train.atypical_fraction))
   kw = dict(model=model, tx=tx, weight_decay=config.train.weight_decay)
   k_close, k_typ, k_atyp, k_disp = jax.random.split(jax.random.fold_in(key, step), 4)
+
+  def dropout_key(batch_key):  # a stream of its own; none (and the old streams) at 0
+    return jax.random.fold_in(batch_key, 1) if config.model.get("dropout", 0.0) else None
   metrics = {}
   pairs = config.train.pairs
   b_pairs = pair_batch_size(b, pairs)
   if "closeness" in spec.losses:
     x = draw(k_close, pool, split.typical_idx, split.typical_count, b_pairs)
-    state, m = closeness_step(state, x, pairs=pairs, **kw)
+    state, m = closeness_step(state, x, pairs=pairs, dropout_key=dropout_key(k_close), **kw)
     metrics.update(m)
   if "intra_class" in spec.losses:
     if spec.labels_from_split:
@@ -206,11 +221,11 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
       y = jnp.concatenate([jnp.zeros(b - n_atyp), jnp.ones(n_atyp)])
     else:  # naive_nn: every normal image, labelled 0
       x, y = draw(k_typ, pool, train_idx, train_count, b), jnp.zeros(b)
-    state, m = intra_class_step(state, x, y, **kw)
+    state, m = intra_class_step(state, x, y, dropout_key=dropout_key(k_typ), **kw)
     metrics.update(m)
   if "dispersion" in spec.losses:
     x = draw(k_disp, pool, split.atypical_idx, split.atypical_count, b_pairs)
-    state, m = dispersion_step(state, x, pairs=pairs, **kw)
+    state, m = dispersion_step(state, x, pairs=pairs, dropout_key=dropout_key(k_disp), **kw)
     metrics.update(m)
   return state, metrics
 

@@ -180,3 +180,29 @@ def test_unknown_latent_is_an_error():
   with pytest.raises(ValueError, match="latent must be one of"):
     net = train.make_classifier(config)
     net.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)), method=net.init_all)
+
+
+def test_dropout_acts_in_training_only():
+  # model.dropout: AlexNet's dropout after each dense layer. Scoring (train=False) is the
+  # network without it, on the same parameters; training drops a share of z's units.
+  x = jax.random.uniform(jax.random.PRNGKey(3), (8, 28, 28, 1))
+  config = configs.get_preset("test")
+  plain = train.make_classifier(config)
+  config.model.dropout = 0.5
+  dropping = train.make_classifier(config)
+  params = plain.init(jax.random.PRNGKey(0), x, method=plain.init_all)
+  assert jax.tree.structure(params) == jax.tree.structure(
+      dropping.init(jax.random.PRNGKey(0), x, method=dropping.init_all))
+  logit, z = plain.apply(params, x)
+  logit_eval, z_eval = dropping.apply(params, x)
+  np.testing.assert_array_equal(logit, logit_eval)
+  np.testing.assert_array_equal(z, z_eval)
+  rngs = {"dropout": jax.random.PRNGKey(4)}
+  logit_a, z_a = dropping.apply(params, x, train=True, rngs=rngs)
+  logit_b, z_b = dropping.apply(params, x, train=True, rngs=rngs)
+  np.testing.assert_array_equal(z_a, z_b)  # the same key, the same mask
+  assert float(jnp.max(jnp.abs(logit_a - logit))) > 1e-3
+  share = float(jnp.sum((z_a == 0) & (z != 0)) / jnp.sum(z != 0))
+  assert 0.4 < share < 0.8  # half by the last dropout, a few more by the first
+  with pytest.raises(Exception, match="dropout"):
+    dropping.apply(params, x, train=True)  # training without a key is an error

@@ -51,7 +51,9 @@ def test_config_hash_ignores_dsplit_only_fields_for_other_methods():
 def test_bad_distance_head_or_pairs_is_a_config_error():
   for field, value, message in [("model.distance_head", "cosine", "model.distance_head"),
                                 ("model.latent", "pool", "model.latent"),
-                                ("train.pairs", "random", "train.pairs")]:
+                                ("train.pairs", "random", "train.pairs"),
+                                ("model.dropout", 1.0, r"model.dropout must be in \[0, 1\)"),
+                                ("model.dropout", -0.1, "model.dropout")]:
     config = configs.get_preset("cpu")
     section, name = field.split(".")
     config[section][name] = value
@@ -82,6 +84,17 @@ def test_new_fields_at_their_old_behaviour_keep_old_hashes():
   assert configs.config_hash(config) != configs.config_hash(legacy)
   config.method = legacy.method = "nnwds"
   assert configs.config_hash(config) == configs.config_hash(legacy)
+  # model.dropout=0 is the network every record was trained with; any other rate is a new
+  # config for every classifier method (they share the network), not for the autoencoder.
+  config, legacy = configs.get_preset("cpu"), configs.get_preset("cpu")
+  with legacy.unlocked():
+    del legacy.model["dropout"]
+  assert configs.config_hash(config) == configs.config_hash(legacy)
+  config.model.dropout = 0.5
+  assert configs.config_hash(config) != configs.config_hash(legacy)
+  assert _ae_dir(config) == _ae_dir(legacy)
+  config.method = legacy.method = "nnwds"
+  assert configs.config_hash(config) != configs.config_hash(legacy)
 
 
 def test_a_saved_config_reads_back_as_its_preset():

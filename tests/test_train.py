@@ -307,6 +307,36 @@ def test_pair_losses_average_over_exactly_the_chosen_pairs(pairs):
                              rtol=1e-5)
 
 
+def test_dropout_reaches_every_loss_and_only_with_a_rate():
+  # model.dropout > 0: each of the three losses trains through the dropped units (its own
+  # mask per step); at 0 the step is the one every record was trained with.
+  config = configs.get_preset("test")
+  pool = jax.random.uniform(jax.random.PRNGKey(0), (12, 28, 28, 1))
+  idx = jnp.arange(12)
+  split_ = split.Split(typical_idx=idx[:8], typical_count=jnp.int32(8),
+                       atypical_idx=idx[8:], atypical_count=jnp.int32(4))
+
+  def one_step(dropout, step=0):
+    config.model.dropout = dropout
+    model = train.make_classifier(config)
+    tx = train.optimizer(config.train)
+    state = train.init_classifier_state(jax.random.PRNGKey(1), model=model, tx=tx,
+                                        image_shape=(28, 28, 1))
+    return train.classifier_body(state, step, jax.random.PRNGKey(2), split_, idx,
+                                 jnp.int32(12), pool, model=model, tx=tx, config=config,
+                                 method="dsplit")
+
+  plain_state, plain = one_step(0.0)
+  dropped_state, dropped = one_step(0.5)
+  _, other_step = one_step(0.5, step=1)
+  for name in ("closeness", "intra_class", "dispersion"):
+    assert abs(float(dropped[name]) - float(plain[name])) > 1e-6, name
+    assert np.isfinite(float(dropped[name]))
+  assert float(other_step["intra_class"]) != float(dropped["intra_class"])
+  assert not np.allclose(dropped_state.params["params"]["classifier"]["kernel"],
+                         plain_state.params["params"]["classifier"]["kernel"])
+
+
 def test_output_bias_starts_at_the_logit_of_each_jobs_mean_pixel(programs, pool):
   # The module's programs and `pool`'s shapes (70 images, 2 jobs of 40 slots), so the
   # zero start is the program `reference` compiled; the images are this test's own.

@@ -170,6 +170,8 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
     parent, name = _field_parent(config, key)
     if parent[name] not in allowed:
       raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {parent[name]!r}")
+  if not 0 <= config.model.dropout < 1:
+    raise ConfigError(f"model.dropout must be in [0, 1), got {config.model.dropout}")
   if not 0 < config.rho < 100:
     raise ConfigError(f"rho must be in (0, 100) percent, got {config.rho}")
   if not config.seeds or any(int(s) < 0 for s in config.seeds):
@@ -213,6 +215,7 @@ _DISTANCE_HEAD_FIELDS = (("model", "distance_head"), ("model", "latent"), ("trai
 def _compatible_defaults() -> dict:
   from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
   return {("ae", "output_bias"): "zero", ("model", "latent"): "dense",
+          ("model", "dropout"): 0.0,
           **{("dsvdd", k): v for k, v in base.get_config().dsvdd.items()}}
 
 

@@ -29,6 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Where the distance head reads z (models.LATENTS): "dense" after AlexNet's dense
   # layers, "conv" after its convolutions (AlexNet's own features/classifier split).
   c.model.latent = "dense"
+  # Dropout rate after each of the classifier's dense layers (AlexNet has 0.5 there; the
+  # paper does not say): 0 = none, how every record before session 11 was trained.
+  c.model.dropout = 0.0
   # How convolutions are lowered (the same function, see layers.py): "patches" (im2col
   # matrix products), "xla" (lax.conv), "auto" = patches on CPU, xla elsewhere. On
   # XLA:CPU, lax.conv is slow when vmapped over jobs (grouped convolutions) and when
