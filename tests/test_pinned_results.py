@@ -151,6 +151,11 @@ def test_committed_study_cells_keep_their_hashes():
     for key in ("conv_features", "dense_features"):
       config.model[key] = tuple(r["config"]["model"][key])
     config.train.steps = r["config"]["train"]["steps"]
+    # The splitting autoencoder the record was made with (the `cpu` preset's budget
+    # changed in session 12; BUILD_NOTES.md, section 7).
+    for key in ("steps", "warmup_steps", "chunk_steps"):
+      config.ae[key] = r["config"]["ae"][key]
+    config.ae.output_bias = r["config"]["ae"].get("output_bias", "zero")  # added later
     assert runner.config_hash(config) == r["config_hash"], (r["dataset"], r["method"],
                                                             config.model.distance_head,
                                                             config.model.latent)

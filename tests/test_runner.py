@@ -9,6 +9,7 @@ import pytest
 
 from dsplit_jax import configs
 from dsplit_jax import fitting
+from dsplit_jax import methods
 from dsplit_jax import records
 
 
@@ -48,6 +49,21 @@ def test_config_hash_ignores_dsplit_only_fields_for_other_methods():
   assert configs.config_hash(a) != configs.config_hash(b)
 
 
+def test_config_hash_ignores_the_splitting_autoencoder_for_methods_without_a_split():
+  a, b = configs.get_preset("cpu"), configs.get_preset("cpu")
+  b.ae.steps, b.ae.output_bias, b.model.ae_code_features = 123, "mean_logit", 7
+  b.model.ae_conv_features = (8,) * 5
+  for method in methods.NAMES:
+    a.method = b.method = method
+    same = configs.config_hash(a) == configs.config_hash(b)
+    assert same != methods.get(method).needs_split, method
+  # A field the other methods read still counts for them.
+  b = configs.get_preset("cpu")
+  b.method = a.method = "naive_nn"
+  b.train.steps = 123
+  assert configs.config_hash(a) != configs.config_hash(b)
+
+
 def test_bad_distance_head_or_pairs_is_a_config_error():
   for field, value, message in [("model.distance_head", "cosine", "model.distance_head"),
                                 ("model.latent", "pool", "model.latent"),
@@ -66,6 +82,7 @@ def test_new_fields_at_their_old_behaviour_keep_old_hashes():
   # the same config hash and autoencoder cache as a config without the field.
   config = configs.get_preset("cpu")
   legacy = configs.get_preset("cpu")
+  config.ae.output_bias = "zero"  # the `cpu` preset starts at "mean_logit" since session 12
   with legacy.unlocked():
     del legacy.ae["output_bias"]
   assert configs.config_hash(config) == configs.config_hash(legacy)

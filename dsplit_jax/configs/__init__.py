@@ -208,6 +208,10 @@ _JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method", "job_map")
 # nnwds or naive_nn record stays valid (and is reused by the grid) whichever distance
 # head, latent or pairing is chosen.
 _DISTANCE_HEAD_FIELDS = (("model", "distance_head"), ("model", "latent"), ("train", "pairs"))
+# Fields only the splitting autoencoder reads (the split methods': dsplit, nnwds, ssim):
+# the other methods' hashes ignore them, so a change of the autoencoder (the `cpu`
+# preset's budget in session 12) keeps every baseline's and naive_nn's records valid.
+_SPLIT_FIELDS = (("ae", None), ("model", "ae_conv_features"), ("model", "ae_code_features"))
 # Fields added after records and cached autoencoders were written: at the value that
 # reproduces the earlier behaviour they stay out of every hash, so those stay valid.
 # Deep SVDD's fields joined the config in issue 15 (before, `dsvdd` held only what a
@@ -236,9 +240,16 @@ def hashed_fields(config: ml_collections.ConfigDict) -> dict:
   from dsplit_jax import methods  # pylint: disable=g-import-not-at-top
   d = _drop_compatible_defaults(
       {k: v for k, v in config.to_dict().items() if k not in _JOB_FIELDS})
-  if not methods.get(config.method).uses_distance_head:
+  method = methods.get(config.method)
+  if not method.uses_distance_head:
     for section, field in _DISTANCE_HEAD_FIELDS:
       d.get(section, {}).pop(field, None)
+  if not method.needs_split:
+    for section, field in _SPLIT_FIELDS:
+      if field is None:
+        d.pop(section, None)
+      else:
+        d.get(section, {}).pop(field, None)
   return d
 
 
