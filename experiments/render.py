@@ -78,7 +78,13 @@ def latest_config(recs: list[dict]) -> list[dict]:
     if default in hashes and any(r.get("config_hash") == default for r in recs
                                  if (r["dataset"], r["method"], r["rho"]) == key):
       latest[key] = default
-  kept = [r for r in recs if r.get("config_hash") == latest[(r["dataset"], r["method"], r["rho"])]]
+  # Whether a cell's kept config is the preset's current default (None: unknown preset),
+  # so that Table 1 can mark the columns an older preset or a study's variant fills.
+  current = {key: (None if default_config_hash(recs[0].get("preset"), *key) is None
+                   else latest[key] == default_config_hash(recs[0].get("preset"), *key))
+             for key in latest}
+  kept = [dict(r, config_current=current[(r["dataset"], r["method"], r["rho"])])
+          for r in recs if r.get("config_hash") == latest[(r["dataset"], r["method"], r["rho"])]]
   if len(kept) < len(recs):
     print(f"note: {len(recs) - len(kept)} records of older configs ignored (a cell was "
           "rerun with other settings, or a study's variants; Table 1 uses the preset's "
@@ -125,6 +131,8 @@ def table1_rows(recs: list[dict], rho: float = paper.RHO) -> tuple[list[dict], l
   summary = records.summarize([r for r in recs if r["rho"] == rho],
                               keys=("dataset", "normal_class", "method"))
   methods = _method_order(s["method"] for s in summary)
+  stale = {(r["dataset"], r["method"]) for r in recs
+           if r["rho"] == rho and r.get("config_current") is False}
   ours = collections.defaultdict(dict)
   for s in summary:
     ours[(s["dataset"], s["normal_class"])][s["method"]] = s
@@ -137,7 +145,8 @@ def table1_rows(recs: list[dict], rho: float = paper.RHO) -> tuple[list[dict], l
       mean = None if s is None else 100 * s["mean"]
       cells[m] = {"mean": mean, "std": None if s is None else 100 * s["std"],
                   "n": 0 if s is None else s["n"], "paper": ref, "paper_std": ref_std,
-                  "diff": None if mean is None or ref is None else mean - ref}
+                  "diff": None if mean is None or ref is None else mean - ref,
+                  "stale": (dataset, m) in stale}
     # The paper's bold is over all eight of its columns, shown here or not.
     refs = {m: paper.lookup(dataset, cls, m) for m in paper.METHODS}
     rows.append(_with_best({"dataset": dataset, "normal_class": cls,
@@ -155,7 +164,8 @@ def table1_rows(recs: list[dict], rho: float = paper.RHO) -> tuple[list[dict], l
       mean = np.mean([c["mean"] for c in have]) if have else None
       ref = np.mean(refs) if refs and len(refs) == len(have) else None
       cells[m] = {"mean": mean, "std": None, "n": len(have), "paper": ref, "paper_std": None,
-                  "diff": None if mean is None or ref is None else mean - ref}
+                  "diff": None if mean is None or ref is None else mean - ref,
+                  "stale": any(c["stale"] for c in have)}
     # Each dataset's summary rows follow its own classes.
     grouped.append(_with_best({"dataset": dataset, "normal_class": "mean", "classes": len(of),
                                "class_name": f"mean ({len(of)} classes)", "cells": cells},
@@ -187,6 +197,10 @@ def _num(value, bold=False, digits=1):
 def table1_markdown(rows, methods, rho=paper.RHO, preset=None) -> str:
   seeds = sorted({c["n"] for r in rows if r["normal_class"] not in SUMMARY_ROWS
                   for c in r["cells"].values() if c["n"]})
+  flags = {c["stale"] for r in rows if r["normal_class"] not in SUMMARY_ROWS
+           for c in r["cells"].values() if c["n"]}
+  mixed = flags >= {True, False}  # some columns at the preset's current config, some not
+  none_current = flags == {True}
   lines = [
       f"# Table 1: AUC (%), rho = {rho:g}",
       "",
@@ -195,9 +209,13 @@ def table1_markdown(rows, methods, rho=paper.RHO, preset=None) -> str:
       "over all eight of its methods). Bottom rows: mean over the classes shown "
       "(the paper's over the same classes), and the mean absolute difference to the "
       "paper over the classes with both values. "
-      f"Preset: {preset or 'unknown'}. "
-      f"Seeds per cell: {'-'.join(map(str, (seeds[0], seeds[-1]) if len(seeds) > 1 else seeds))}"
-      + (" (cells with fewer seeds than the most say so as [n=k])." if len(seeds) > 1 else "."),
+      f"Preset: {preset or 'unknown'}"
+      + (" (no column at its current config: records of an older preset or a study's "
+         "variant)" if none_current else "") + ". "
+      + (f"Seeds per cell: {'-'.join(map(str, (seeds[0], seeds[-1]) if len(seeds) > 1 else seeds))}")
+      + (" (cells with fewer seeds than the most say so as [n=k])." if len(seeds) > 1 else ".")
+      + (" †: not the preset's current config (records of an older preset or a study's "
+         "variant; the current config has none for this column yet)." if mixed else ""),
       "",
       "| dataset | class | "
       + " | ".join(paper.PAPER_METHOD_NAMES.get(m, m) for m in methods) + " |",
@@ -214,6 +232,8 @@ def table1_markdown(rows, methods, rho=paper.RHO, preset=None) -> str:
         text += f" [n={c['n']}]"
       if r["normal_class"] == "mean" and c["n"] and c["n"] < r["classes"]:
         text += f" [{c['n']} classes]"  # a column with fewer classes than the row's label
+      if mixed and c.get("stale") and c["n"]:
+        text += " †"
       if c["paper"] is not None:
         text += f" / {_num(c['paper'], m in r['paper_best'])}"
         if c["diff"] is not None:

@@ -206,8 +206,27 @@ def test_table1_prefers_the_presets_default_config_and_says_preset_and_seeds(tmp
   assert "Preset: cpu. Seeds per cell: 1-3" in text
   assert "| mnist | 0 Digit 0 | **92.0** ± 1.6 / **98.9** (-6.9) |" in text
   assert "| mnist | 1 Digit 1 | **80.0** ± 0.0 [n=1] / **99.8** (-19.8) |" in text
+  assert "†" not in text
   # Without default-config records the latest config is kept, as before.
   assert render.default_config_hash("nope", "mnist", "dsplit", 10.0) is None
+  # ... and marked where other columns are at the preset's current config (an older
+  # preset's records, e.g. before the 250-step autoencoder of session 12).
+  _log(tmp_path / "results.jsonl", aucs={(0, "ocsvm", 10.0): [0.7]}, preset="cpu",
+       config_hash="older")
+  rows, methods = render.table1_rows(render.load_records(str(tmp_path)))
+  text = render.table1_markdown(rows, methods, preset="cpu")
+  assert "†: not the preset's current config" in text
+  assert "| mnist | 0 Digit 0 | 70.0 ± 0.0 [n=1] † / 98.2 (-28.2) | **92.0** ± 1.6 /" in text
+  assert "| mnist | 1 Digit 1 | – / 99.2 | **80.0** ± 0.0 [n=1] / **99.8** (-19.8) |" in text
+  assert "| mnist | mean (2 classes) | 70.0 [1 classes] † /" in text
+  # A table with no column at the current config says so once, in its header.
+  only_old = tmp_path / "old"
+  only_old.mkdir()
+  _log(only_old / "results.jsonl", aucs={(0, "ocsvm", 10.0): [0.7]}, preset="cpu",
+       config_hash="older")
+  rows, methods = render.table1_rows(render.load_records(str(only_old)))
+  text = render.table1_markdown(rows, methods, preset="cpu")
+  assert "Preset: cpu (no column at its current config" in text and "†" not in text
 
 
 def test_autoencoder_line_names_the_worst_and_the_stuck_autoencoders():
