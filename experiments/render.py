@@ -73,16 +73,15 @@ def latest_config(recs: list[dict]) -> list[dict]:
   for r in recs:  # File order is logging order.
     latest[(r["dataset"], r["method"], r["rho"])] = r.get("config_hash")
   hashes = {r.get("config_hash") for r in recs}
+  # Whether a cell's kept config is the preset's current default (None: unknown preset),
+  # so that Table 1 can mark the columns an older preset or a study's variant fills.
+  current = {}
   for key in latest:
     default = default_config_hash(recs[0].get("preset"), *key)
     if default in hashes and any(r.get("config_hash") == default for r in recs
                                  if (r["dataset"], r["method"], r["rho"]) == key):
       latest[key] = default
-  # Whether a cell's kept config is the preset's current default (None: unknown preset),
-  # so that Table 1 can mark the columns an older preset or a study's variant fills.
-  current = {key: (None if default_config_hash(recs[0].get("preset"), *key) is None
-                   else latest[key] == default_config_hash(recs[0].get("preset"), *key))
-             for key in latest}
+    current[key] = None if default is None else latest[key] == default
   kept = [dict(r, config_current=current[(r["dataset"], r["method"], r["rho"])])
           for r in recs if r.get("config_hash") == latest[(r["dataset"], r["method"], r["rho"])]]
   if len(kept) < len(recs):

@@ -18,8 +18,8 @@ def get_config():
   c.model.ae_code_features = 32
   # A coarse splitting autoencoder ranks the normal class better than one that also
   # reconstructs the other classes: on Fashion-MNIST the SSIM AUC falls monotonically from
-  # 250 to 1500 steps, and 250 steps raised dsplit by +1.6 (Fashion-MNIST) and +1.0
-  # (MNIST) over 750 (BUILD_NOTES.md, section 7, sessions 9-12).
+  # 250 to 1500 steps, and 250 steps raised dsplit by +2.0 (Fashion-MNIST) and +0.3
+  # (MNIST) over 750, 3 seeds each (BUILD_NOTES.md, section 7, sessions 9-12).
   c.ae.steps = 250
   # Warm-up over the whole run: with 200 of 750 steps digits 4 and 7 (seed 0) stayed on
   # the mean-image plateau (MSE 0.10, SSIM AUC 50); BUILD_NOTES.md, section 2. The zero
