@@ -241,15 +241,13 @@ def hashed_fields(config: ml_collections.ConfigDict) -> dict:
   d = _drop_compatible_defaults(
       {k: v for k, v in config.to_dict().items() if k not in _JOB_FIELDS})
   method = methods.get(config.method)
-  if not method.uses_distance_head:
-    for section, field in _DISTANCE_HEAD_FIELDS:
+  unread = ((() if method.uses_distance_head else _DISTANCE_HEAD_FIELDS)
+            + (() if method.needs_split else _SPLIT_FIELDS))
+  for section, field in unread:  # field None: the whole section
+    if field is None:
+      d.pop(section, None)
+    else:
       d.get(section, {}).pop(field, None)
-  if not method.needs_split:
-    for section, field in _SPLIT_FIELDS:
-      if field is None:
-        d.pop(section, None)
-      else:
-        d.get(section, {}).pop(field, None)
   return d
 
 
