@@ -241,9 +241,21 @@ def run_steps(body, state, start_step, steps: int):
   return jax.lax.scan(body, state, start_step + jnp.arange(steps))
 
 
+LR_DECAYS = ("none", "cosine")
+
+
+def learning_rate(phase_config: ml_collections.ConfigDict) -> optax.ScalarOrSchedule:
+  """An optional linear warm-up (see BUILD_NOTES.md: the autoencoder), then constant or
+  a cosine decay to 0 at `steps` (`lr_decay`; each loss's Adam counts its own steps).
+  A constant rate stays a float: the optimiser state of earlier checkpoints."""
+  peak, warmup = phase_config.learning_rate, phase_config.get("warmup_steps", 0)
+  if phase_config.get("lr_decay", "none") == "cosine":
+    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, phase_config.steps)
+  if warmup:
+    return optax.linear_schedule(0.0, peak, warmup)
+  return peak
+
+
 def optimizer(phase_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam, with an optional linear warm-up (see BUILD_NOTES.md: the autoencoder)."""
-  lr = phase_config.learning_rate
-  if phase_config.get("warmup_steps", 0):
-    lr = optax.linear_schedule(0.0, lr, phase_config.warmup_steps)
-  return optax.adam(lr, eps=phase_config.adam_eps)
+  """Adam with `learning_rate`'s schedule."""
+  return optax.adam(learning_rate(phase_config), eps=phase_config.adam_eps)

@@ -69,7 +69,8 @@ def test_bad_distance_head_or_pairs_is_a_config_error():
                                 ("model.latent", "pool", "model.latent"),
                                 ("train.pairs", "random", "train.pairs"),
                                 ("model.dropout", 1.0, r"model.dropout must be in \[0, 1\)"),
-                                ("model.dropout", -0.1, "model.dropout")]:
+                                ("model.dropout", -0.1, "model.dropout"),
+                                ("train.lr_decay", "step", "train.lr_decay")]:
     config = configs.get_preset("cpu")
     section, name = field.split(".")
     config[section][name] = value
@@ -108,6 +109,17 @@ def test_new_fields_at_their_old_behaviour_keep_old_hashes():
     del legacy.model["dropout"]
   assert configs.config_hash(config) == configs.config_hash(legacy)
   config.model.dropout = 0.5
+  assert configs.config_hash(config) != configs.config_hash(legacy)
+  assert _ae_dir(config) == _ae_dir(legacy)
+  config.method = legacy.method = "nnwds"
+  assert configs.config_hash(config) != configs.config_hash(legacy)
+  # train.lr_decay="none" is the constant rate every classifier had before the field
+  # existed; "cosine" is a new config for every classifier method, not for the split.
+  config, legacy = configs.get_preset("cpu"), configs.get_preset("cpu")
+  with legacy.unlocked():
+    del legacy.train["lr_decay"]
+  assert configs.config_hash(config) == configs.config_hash(legacy)
+  config.train.lr_decay = "cosine"
   assert configs.config_hash(config) != configs.config_hash(legacy)
   assert _ae_dir(config) == _ae_dir(legacy)
   config.method = legacy.method = "nnwds"

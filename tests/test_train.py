@@ -364,3 +364,26 @@ def test_output_bias_starts_at_the_logit_of_each_jobs_mean_pixel(programs, pool)
   for path in [("conv1", "kernel"), ("deconv1", "kernel"), ("deconv2", "bias")]:
     a, b = zero.params["params"], mean.params["params"]
     np.testing.assert_array_equal(a[path[0]][path[1]], b[path[0]][path[1]])
+
+
+def test_cosine_decay_reaches_zero_at_the_last_step_and_constant_stays_a_float():
+  config = configs.get_preset("cpu").train
+  assert train.learning_rate(config) == config.learning_rate  # the old optimiser state
+  config.lr_decay = "cosine"
+  schedule = train.learning_rate(config)
+  np.testing.assert_allclose(float(schedule(0)), config.learning_rate, rtol=1e-6)
+  np.testing.assert_allclose(float(schedule(config.steps // 2)), config.learning_rate / 2,
+                             rtol=1e-5)
+  assert float(schedule(config.steps)) == 0.0
+  config.warmup_steps = 10  # a warm-up first, then the decay
+  schedule = train.learning_rate(config)
+  assert float(schedule(0)) == 0.0
+  np.testing.assert_allclose(float(schedule(10)), config.learning_rate, rtol=1e-6)
+  # Each loss's Adam decays with its own count: after `steps` updates its rate is 0.
+  params = {"w": jnp.ones(3)}
+  tx = train.optimizer(config)
+  state = tx.init(params)
+  for _ in range(config.steps):
+    _, state = tx.update({"w": jnp.ones(3)}, state, params)
+  updates, _ = tx.update({"w": jnp.ones(3)}, state, params)
+  assert float(jnp.abs(updates["w"]).max()) == 0.0

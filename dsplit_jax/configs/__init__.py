@@ -159,6 +159,7 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
   choices = [("model.distance_head", models.DISTANCE_HEADS), ("model.latent", models.LATENTS),
              ("train.pairs", train.PAIRINGS),
              ("ae.output_bias", ("zero", "mean_logit")),
+             ("train.lr_decay", train.LR_DECAYS),
              ("model.conv_impl", layers.CONV_IMPLS), ("loop", ("auto", "scan", "host")),
              ("job_map", pipeline.JOB_MAPS),
              ("classical.preprocessing", data.one_class.PREPROCESSING),
@@ -219,7 +220,7 @@ _SPLIT_FIELDS = (("ae", None), ("model", "ae_conv_features"), ("model", "ae_code
 def _compatible_defaults() -> dict:
   from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
   return {("ae", "output_bias"): "zero", ("model", "latent"): "dense",
-          ("model", "dropout"): 0.0,
+          ("model", "dropout"): 0.0, ("train", "lr_decay"): "none",
           **{("dsvdd", k): v for k, v in base.get_config().dsvdd.items()}}
 
 

@@ -68,6 +68,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.learning_rate = 1e-4
   c.train.adam_eps = 1e-7
   c.train.warmup_steps = 0
+  # Learning-rate decay over the run (the paper does not say): "none" keeps Adam's rate
+  # constant (every record before session 13), "cosine" decays it to 0 at the last step.
+  c.train.lr_decay = "none"
   c.train.weight_decay = 1e-6    # paper: L2 on every conv layer
   c.train.atypical_fraction = 0.5  # share of atypical images in an intra-class batch
   c.train.pairs = "neighbours"   # pairs of a batch for closeness/dispersion (train.PAIRINGS)
