@@ -102,28 +102,20 @@ def test_new_fields_at_their_old_behaviour_keep_old_hashes():
   assert configs.config_hash(config) != configs.config_hash(legacy)
   config.method = legacy.method = "nnwds"
   assert configs.config_hash(config) == configs.config_hash(legacy)
-  # model.dropout=0 is the network every record was trained with; any other rate is a new
-  # config for every classifier method (they share the network), not for the autoencoder.
-  config, legacy = configs.get_preset("cpu"), configs.get_preset("cpu")
-  with legacy.unlocked():
-    del legacy.model["dropout"]
-  assert configs.config_hash(config) == configs.config_hash(legacy)
-  config.model.dropout = 0.5
-  assert configs.config_hash(config) != configs.config_hash(legacy)
-  assert _ae_dir(config) == _ae_dir(legacy)
-  config.method = legacy.method = "nnwds"
-  assert configs.config_hash(config) != configs.config_hash(legacy)
-  # train.lr_decay="none" is the constant rate every classifier had before the field
-  # existed; "cosine" is a new config for every classifier method, not for the split.
-  config, legacy = configs.get_preset("cpu"), configs.get_preset("cpu")
-  with legacy.unlocked():
-    del legacy.train["lr_decay"]
-  assert configs.config_hash(config) == configs.config_hash(legacy)
-  config.train.lr_decay = "cosine"
-  assert configs.config_hash(config) != configs.config_hash(legacy)
-  assert _ae_dir(config) == _ae_dir(legacy)
-  config.method = legacy.method = "nnwds"
-  assert configs.config_hash(config) != configs.config_hash(legacy)
+  # model.dropout=0 is the network every record was trained with, train.lr_decay="none"
+  # the constant rate every classifier had: without the field, the same hashes. Another
+  # value is a new config for every classifier method (they share the network and its
+  # training), not for the autoencoder.
+  for section, field, value in [("model", "dropout", 0.5), ("train", "lr_decay", "cosine")]:
+    config, legacy = configs.get_preset("cpu"), configs.get_preset("cpu")
+    with legacy.unlocked():
+      del legacy[section][field]
+    assert configs.config_hash(config) == configs.config_hash(legacy), field
+    config[section][field] = value
+    assert configs.config_hash(config) != configs.config_hash(legacy), field
+    assert _ae_dir(config) == _ae_dir(legacy), field
+    config.method = legacy.method = "nnwds"
+    assert configs.config_hash(config) != configs.config_hash(legacy), field
 
 
 def test_a_saved_config_reads_back_as_its_preset():
