@@ -41,10 +41,13 @@ def variant_name(width: int, steps: int) -> str:
   return f"width x{width}, steps x{steps}"
 
 
-def overrides(preset: str, width: int, steps: int) -> list[str]:
-  """`--set` items scaling the preset's classifier (none for x1: Table 1's cell)."""
-  c = configs.get_preset(preset)
-  out = []
+def overrides(preset: str, width: int, steps: int, extra=()) -> list[str]:
+  """`--set` items scaling the preset's classifier (none for x1: Table 1's cell).
+
+  `extra` (the study's own `--set` items) comes first and is what gets scaled, so
+  `--set=train.steps=1000` makes steps x2 2000."""
+  c = configs.override(configs.get_preset(preset), extra)
+  out = list(extra)
   if width != 1:
     for key in ("conv_features", "dense_features"):
       scaled = ",".join(str(width * n) for n in c.model[key])
@@ -55,7 +58,7 @@ def overrides(preset: str, width: int, steps: int) -> list[str]:
 
 
 def cells(preset, data_dir, *, dataset=DATASET, classes=CLASSES, wide_classes=WIDE_CLASSES,
-          variants=VARIANTS, num_seeds=1):
+          variants=VARIANTS, num_seeds=1, extra=()):
   """(variant, table1.Cell) for every variant and method; x4 width on `wide_classes`."""
   out = []
   for width, steps in variants:
@@ -64,7 +67,7 @@ def cells(preset, data_dir, *, dataset=DATASET, classes=CLASSES, wide_classes=WI
       for cell in table1.make_cells(
           datasets=[dataset], methods=method, preset=preset,
           classes=",".join(map(str, chosen)), num_seeds=num_seeds, data_dir=data_dir,
-          overrides=overrides(preset, width, steps)):
+          overrides=overrides(preset, width, steps, extra)):
         out.append(((width, steps), cell))
   return out
 
@@ -171,6 +174,9 @@ def _parser():
   p.add_argument("--num_seeds", type=int, default=1)
   p.add_argument("--preset", default=None, help="Default: paper on an accelerator, else cpu.")
   p.add_argument("--data_dir", default=None)
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="Config override for every cell before the variant's scaling, as "
+                      "experiments.table1's (e.g. --set=ae.steps=750).")
   return p
 
 
@@ -186,7 +192,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     study_cells = cells(args.preset or api.default_preset(), args.data_dir,
                         dataset=args.dataset, classes=_ints(args.classes),
-                        wide_classes=_ints(args.wide_classes), num_seeds=args.num_seeds)
+                        wide_classes=_ints(args.wide_classes), num_seeds=args.num_seeds,
+                        extra=args.set)
     if args.stage == "run":
       table1.check_data([args.dataset], args.data_dir)
   except Exception as e:  # pylint: disable=broad-except

@@ -58,10 +58,14 @@ def variant_name(method: str, head: str | None = None, pairs: str = "neighbours"
 
 
 def _cells(datasets, classes, method, *, head=None, pairs="neighbours", latent="dense",
-           num_seeds=1, preset, data_dir):
+           num_seeds=1, preset, data_dir, extra=()):
+  """`extra`: `--set` items for every cell (e.g. an earlier preset's autoencoder budget),
+  applied before the variant's own."""
   cells = []
   for dataset in datasets:
-    overrides = [] if head is None else [f"model.distance_head={head}", f"train.pairs={pairs}"]
+    overrides = list(extra)
+    if head is not None:
+      overrides += [f"model.distance_head={head}", f"train.pairs={pairs}"]
     if head is not None and latent != "dense":
       overrides.append(f"model.latent={latent}")
     chosen = classes[dataset] if isinstance(classes, dict) else classes
@@ -73,27 +77,30 @@ def _cells(datasets, classes, method, *, head=None, pairs="neighbours", latent="
   return cells
 
 
-def screen_cells(preset, data_dir, heads=SCREEN_HEADS, all_pairs_head=None, latent="dense"):
+def screen_cells(preset, data_dir, heads=SCREEN_HEADS, all_pairs_head=None, latent="dense",
+                 extra=()):
   datasets = list(SCREEN_CLASSES)
-  cells = _cells(datasets, SCREEN_CLASSES, BASELINE, preset=preset, data_dir=data_dir)
+  cells = _cells(datasets, SCREEN_CLASSES, BASELINE, preset=preset, data_dir=data_dir,
+                 extra=extra)
   for head in heads:
     cells += _cells(datasets, SCREEN_CLASSES, "dsplit", head=head, latent=latent,
-                    preset=preset, data_dir=data_dir)
+                    preset=preset, data_dir=data_dir, extra=extra)
   if all_pairs_head:
     cells += _cells(datasets, SCREEN_CLASSES, "dsplit", head=all_pairs_head, pairs="all",
-                    preset=preset, data_dir=data_dir)
+                    preset=preset, data_dir=data_dir, extra=extra)
   return cells
 
 
-def seed_cells(heads, preset, data_dir, num_seeds=3, pairs="neighbours", latent="dense"):
+def seed_cells(heads, preset, data_dir, num_seeds=3, pairs="neighbours", latent="dense",
+               extra=()):
   datasets = list(SCREEN_CLASSES)
   cells = []
   for head in heads:
     cells += _cells(datasets, "all", "dsplit", head=head, pairs=pairs, latent=latent,
-                    num_seeds=num_seeds, preset=preset, data_dir=data_dir)
+                    num_seeds=num_seeds, preset=preset, data_dir=data_dir, extra=extra)
   for method in ABLATIONS:
     cells += _cells(datasets, "all", method, num_seeds=num_seeds, preset=preset,
-                    data_dir=data_dir)
+                    data_dir=data_dir, extra=extra)
   return cells
 
 
@@ -227,6 +234,9 @@ def _parser():
   p.add_argument("--num_seeds", type=int, default=3)
   p.add_argument("--preset", default=None, help="Default: paper on an accelerator, else cpu.")
   p.add_argument("--data_dir", default=None)
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="Config override for every cell, as experiments.table1's (e.g. the "
+                      "750-step autoencoder of the tables before session 12).")
   return p
 
 
@@ -243,8 +253,9 @@ def main(argv=None) -> int:
       raise ValueError("--stage=seeds needs --heads (the best two of the screening)")
     screen = screen_cells(preset, args.data_dir,
                           heads=heads if args.stage == "screen" and heads else SCREEN_HEADS,
-                          latent=args.latent)
-    seeds = (seed_cells(heads, preset, args.data_dir, args.num_seeds, args.pairs, args.latent)
+                          latent=args.latent, extra=args.set)
+    seeds = (seed_cells(heads, preset, args.data_dir, args.num_seeds, args.pairs, args.latent,
+                        extra=args.set)
              if args.stage == "seeds" else [])
     table1.check_data(list(SCREEN_CLASSES), args.data_dir)
   except Exception as e:  # pylint: disable=broad-except
@@ -262,7 +273,8 @@ def main(argv=None) -> int:
         if head:
           print(f"[study] best symmetric head on the screen: {head}; now with all pairs",
                 flush=True)
-          extra = screen_cells(preset, args.data_dir, heads=(), all_pairs_head=head)
+          extra = screen_cells(preset, args.data_dir, heads=(), all_pairs_head=head,
+                               extra=args.set)
           extra = [c for c in extra if c[0] != BASELINE]
           failed += table1.run_grid([c for _, c in extra], args.workdir)
           screen += extra
@@ -273,12 +285,14 @@ def main(argv=None) -> int:
       else:
         head = best_head(cell_records(screen, results))
         if head:
-          screen += [c for c in screen_cells(preset, args.data_dir, heads=(), all_pairs_head=head)
+          screen += [c for c in screen_cells(preset, args.data_dir, heads=(), all_pairs_head=head,
+                                             extra=args.set)
                      if c[0] != BASELINE]
         print("## screen\n" + report(screen, args.workdir, "study_distance_screen"))
         if heads:
           print("## seeds\n" + report(seed_cells(heads, preset, args.data_dir, args.num_seeds,
-                                                 args.pairs, args.latent), args.workdir,
+                                                 args.pairs, args.latent, extra=args.set),
+                                      args.workdir,
                                       "study_distance_seeds"))
   except workdir_lib.WorkdirBusy as e:
     print(f"error: {e}", file=sys.stderr)

@@ -53,6 +53,11 @@ def test_overrides_are_typed():
   assert methods == ["nnwds", "ssim"]
   assert config.train.steps == 40 and config.model.dense_features == (8, 8)
   assert config.train.learning_rate == 1.0
+  # A repeated key: the last item wins, tuples too (absl alone would concatenate them).
+  config, _ = cli.config_from_flags(**_flags(overrides=[
+      "model.dense_features=(8, 8)", "train.steps=40", "model.dense_features=(4,)",
+      "train.steps=20"]))
+  assert config.model.dense_features == (4,) and config.train.steps == 20
 
 
 def test_mismatched_workdir_config_is_refused(tmp_path):

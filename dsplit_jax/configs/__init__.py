@@ -63,11 +63,15 @@ def load(preset: str, overrides=()) -> ml_collections.ConfigDict:
 def override(config: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
   """Applies "key=value" items in place, parsed as `--config.key=value` is by
   `ml_collections.config_flags` (the same types and literals); returns `config`."""
-  argv = ["override"]
+  # The last item for a key wins, as for every other flag: absl would append a repeated
+  # tuple field's values instead (`(1,2)` then `(3,4)` gave (1, 2, 3, 4)).
+  last = {}
   for item in overrides:
     if "=" not in item:
       raise ConfigError(f"--set wants key=value, got {item!r}")
-    key = item.split("=", 1)[0]
+    last[item.split("=", 1)[0].strip()] = item
+  argv = ["override"]
+  for key, item in last.items():
     parent, *_ = _field_parent(config, key)
     del parent
     argv.append(f"--config.{item}")

@@ -60,3 +60,18 @@ def test_bad_classes_are_a_one_line_error(capsys):
   assert study.main(["--workdir=/nonexistent", "--stage=report", "--classes=2,x",
                      "--preset=test"]) == 2
   assert "classes must be a comma list of integers" in capsys.readouterr().err
+
+
+def test_set_items_apply_to_every_cell_and_are_what_gets_scaled(capsys):
+  # The tables before session 12 used a 750-step autoencoder: --set reproduces them.
+  extra = ["ae.steps=30", "train.steps=20", "model.dense_features=(5,6)"]
+  cells = study.cells("test", None, extra=extra)
+  for (width, steps), cell in cells:
+    c = cell.config
+    assert c.ae.steps == 30
+    assert c.train.steps == 20 * steps
+    assert c.model.dense_features == (5 * width, 6 * width)
+  assert configs.config_hash(cells[0][1].config) != configs.config_hash(
+      study.cells("test", None)[0][1].config)
+  assert study.main(["--workdir=/nonexistent", "--stage=report", "--set=ae.nope=1"]) == 2
+  assert "ae.nope" in capsys.readouterr().err

@@ -117,3 +117,16 @@ def test_report_writes_table_and_figure_from_the_cells_records(tmp_path):
   assert "+2.00 (0.00, 4)" in text
   assert matplotlib.image.imread(tmp_path / "report" / "screen.png").shape[1] > 1000
   assert (tmp_path / "report" / "screen.md").read_text() in text
+
+
+def test_set_items_reach_every_cell_of_both_stages(capsys):
+  extra = ["ae.steps=30", "ae.warmup_steps=30"]
+  cells = (study.screen_cells("test", None, all_pairs_head="metric", extra=extra)
+           + study.seed_cells(["metric"], "test", None, num_seeds=1, extra=extra))
+  assert {(c.config.ae.steps, c.config.ae.warmup_steps) for _, c in cells} == {(30, 30)}
+  heads = {c.config.model.distance_head for v, c in cells if v.startswith("dsplit/")}
+  assert heads == set(study.SCREEN_HEADS) | {"metric"}  # the variant's own items still apply
+  plain = study.screen_cells("test", None)
+  assert runner.config_hash(cells[0][1].config) != runner.config_hash(plain[0][1].config)
+  assert study.main(["--workdir=w", "--set=train.nope=1"]) == 2
+  assert "train.nope" in capsys.readouterr().err
