@@ -168,7 +168,7 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
              ("job_map", pipeline.JOB_MAPS),
              ("classical.preprocessing", data.one_class.PREPROCESSING),
              ("classical.hog_channel_mode", ("grey", "max", "concat")),
-             ("dsvdd.preprocessing", ("none", "gcn_minmax")),
+             ("dsvdd.preprocessing", ("none", "gcn_minmax", "gcn_minmax_mnist")),
              ("dsvdd.net", ("auto", "mnist_lenet", "cifar10_lenet")),
              ("dsvdd.objective", ("one-class",))]
   for key, allowed in choices:

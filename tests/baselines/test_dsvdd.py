@@ -168,6 +168,38 @@ def test_runner_entry_point_gcn_and_raw_keys():
   np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+def test_mnist_bounds_option_takes_the_bounds_of_the_class_index():
+  pool, idx, counts, _, test, _ = _random_jobs()
+  own = dsvdd.prepare("gcn_minmax", pool, idx, counts, test)
+  got = dsvdd.prepare("gcn_minmax_mnist", pool, idx, counts, test, job_classes=[3, 7])
+  np.testing.assert_array_equal(got[0], own[0])  # the same GCN'd images
+  np.testing.assert_array_equal(got[1], own[1])
+  np.testing.assert_array_equal(
+      got[2], np.array([dsvdd.MNIST_GCN_MINMAX[3], dsvdd.MNIST_GCN_MINMAX[7]], np.float32))
+  assert not np.allclose(got[2], own[2])  # not the jobs' own bounds
+  for bad in (None, [3, 12]):
+    with pytest.raises(ValueError, match="needs each job's class index"):
+      dsvdd.prepare("gcn_minmax_mnist", pool, idx, counts, test, job_classes=bad)
+  with pytest.raises(ValueError, match="preprocessing must be one of"):
+    dsvdd.prepare("gcn", pool, idx, counts, test)
+  config = configs.get_preset("test")
+  config.dsvdd.preprocessing = "gcn_minmax_mnist"
+  configs.validate(config)
+  config.dsvdd.preprocessing = "gcn_minmax_fmnist"
+  with pytest.raises(configs.ConfigError, match="dsvdd.preprocessing"):
+    configs.validate(config)
+
+
+def test_mnist_bounds_table_is_the_gcn_of_the_mnist_digits():
+  root = os.environ.get("DSPLIT_DATA_DIR")
+  if not root or not os.path.isdir(os.path.join(root, "mnist")):
+    pytest.skip("no MNIST under DSPLIT_DATA_DIR (set it to a folder holding mnist/)")
+  images, labels = data.load("mnist", "train", root)
+  for digit, bounds in enumerate(dsvdd.MNIST_GCN_MINMAX):
+    gcn = data.preprocessing.global_contrast_normalization(images[labels == digit], "l1")
+    np.testing.assert_allclose(data.preprocessing.minmax_bounds(gcn), bounds, rtol=1e-6)
+
+
 def test_rejects_bad_jobs():
   cfg = _cfg()
   pool, idx, counts, keys, test, _ = _random_jobs()
