@@ -66,8 +66,8 @@ def _cells(datasets, classes, method, *, head=None, pairs="neighbours", latent="
     overrides = list(extra)
     if head is not None:
       overrides += [f"model.distance_head={head}", f"train.pairs={pairs}"]
-    if head is not None and latent != "dense":
-      overrides.append(f"model.latent={latent}")
+      if latent != "dense":
+        overrides.append(f"model.latent={latent}")
     chosen = classes[dataset] if isinstance(classes, dict) else classes
     text = chosen if isinstance(chosen, str) else ",".join(map(str, chosen))
     for cell in table1.make_cells(datasets=[dataset], methods=method, preset=preset,

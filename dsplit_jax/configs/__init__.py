@@ -69,7 +69,7 @@ def override(config: ml_collections.ConfigDict, overrides) -> ml_collections.Con
   for item in overrides:
     if "=" not in item:
       raise ConfigError(f"--set wants key=value, got {item!r}")
-    last[item.split("=", 1)[0].strip()] = item
+    last[item.split("=", 1)[0]] = item
   argv = ["override"]
   for key, item in last.items():
     parent, *_ = _field_parent(config, key)
@@ -150,6 +150,7 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
   from dsplit_jax import pipeline
   from dsplit_jax import train
   from dsplit_jax import data
+  from dsplit_jax.baselines import dsvdd
   lists = list(_lists(config))
   if lists:
     raise ConfigError(f"{', '.join(lists)} must be tuples, not lists (a config read from "
@@ -168,7 +169,7 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
              ("job_map", pipeline.JOB_MAPS),
              ("classical.preprocessing", data.one_class.PREPROCESSING),
              ("classical.hog_channel_mode", ("grey", "max", "concat")),
-             ("dsvdd.preprocessing", ("none", "gcn_minmax", "gcn_minmax_mnist")),
+             ("dsvdd.preprocessing", dsvdd.PREPROCESSING),
              ("dsvdd.net", ("auto", "mnist_lenet", "cifar10_lenet")),
              ("dsvdd.objective", ("one-class",))]
   for key, allowed in choices:
