@@ -78,13 +78,15 @@ def _manager(ckpt_dir: str) -> ocp.CheckpointManager:
 
 def _summary(metrics: dict) -> dict[str, float]:
   """Mean of each metric over jobs and steps; with several jobs also the worst job's
-  mean, so that one job stuck on a plateau is not hidden by the average."""
+  mean, so that one job stuck on a plateau is not hidden by the average. Steps where a
+  loss did not run (NaN, `train.schedule="epochs"`) are left out; a loss that is NaN
+  on every step of a chunk stays NaN (non-finite: stops the run)."""
   out = {}
   for k, v in metrics.items():
     v = np.asarray(v, np.float64)
-    out[k] = float(np.mean(v))
+    out[k] = float(records.nanmean(v))
     if v.ndim == 2 and v.shape[0] > 1:
-      out[f"{k}_max_job"] = float(np.max(np.mean(v, axis=1)))
+      out[f"{k}_max_job"] = float(np.max(records.nanmean(v, axis=1)))
   return out
 
 

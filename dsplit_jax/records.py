@@ -323,6 +323,17 @@ def run_dirs_with_curves(workdir) -> list[str]:
           if os.path.isfile(os.path.join(runs, n, CURVES_FILE))]
 
 
+def nanmean(values, axis=None):
+  """The mean over the finite-or-infinite entries, NaN where there are none: a loss that
+  did not run on a step is NaN there (`train.schedule="epochs"`)."""
+  values = np.asarray(values, np.float64)
+  ran = ~np.isnan(values)
+  count = ran.sum(axis=axis)
+  total = np.where(ran, values, 0.0).sum(axis=axis)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def append_curves(path: str, phase: str, start: int, metrics: dict, job_names, writer=None):
   """Appends one line per window of CURVE_WINDOW steps: each metric's mean per job.
 
@@ -333,8 +344,9 @@ def append_curves(path: str, phase: str, start: int, metrics: dict, job_names, w
   window = min(CURVE_WINDOW, steps)
   lines = []
   for w in range(steps // window):
-    values = {k: np.asarray(v, np.float64)[:len(job_names), w * window:(w + 1) * window]
-              .mean(axis=1).round(6).tolist() for k, v in metrics.items()}
+    values = {k: nanmean(np.asarray(v, np.float64)[:len(job_names),
+                                                  w * window:(w + 1) * window], axis=1)
+              .round(6).tolist() for k, v in metrics.items()}
     lines.append(json.dumps({"phase": phase, "step": start + (w + 1) * window,
                              "jobs": list(job_names), "values": values}))
     if writer is not None:
@@ -366,10 +378,14 @@ def read_curves(run_dir: str) -> dict[str, dict[str, dict[str, list[tuple[int, f
 
 
 def final_losses(run_dir: str, phase: str) -> dict[str, dict[str, float]]:
-  """job -> each metric's last saved window (a job without a curve is absent).
+  """job -> each metric's last saved window in which it ran (a job without a curve is
+  absent; a window without a loss's step holds NaN for it, `train.schedule="epochs"`).
 
   The curves file is read once for all jobs of a run."""
-  return {job: {metric: points[-1][1] for metric, points in by_metric.items()}
+  def last(points):
+    ran = [v for _, v in points if not (isinstance(v, float) and np.isnan(v))]
+    return ran[-1] if ran else points[-1][1]
+  return {job: {metric: last(points) for metric, points in by_metric.items()}
           for job, by_metric in read_curves(run_dir).get(phase, {}).items()}
 
 

@@ -28,6 +28,12 @@ PHASE_AE, PHASE_CLASSIFIER = 1, 2
 # "neighbours": B + 1 images give the B pairs (i, i + 1); "all": B images give all
 # B(B - 1)/2 pairs i < j, from the same one forward pass.
 PAIRINGS = ("neighbours", "all")
+# How the three losses of dsplit take turns ("step by step", section 2.3, BUILD_NOTES.md):
+# "interleaved": one step of each in every iteration; "epochs": one epoch of each in
+# turn, as three Keras models sharing layers fitted for an epoch each would (closeness
+# over the typical images, intra-class over the normal set, dispersion over the
+# atypical ones; ceil(count / batch) steps each), every scan step one update of one loss.
+SCHEDULES = ("interleaved", "epochs")
 
 
 @flax.struct.dataclass
@@ -194,7 +200,8 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
 
   `methods.get(method).losses`: dsplit closeness, intra-class, dispersion (section 2.3);
   nnwds intra-class only; naive_nn binary cross-entropy with every normal image
-  labelled 0 (no split).
+  labelled 0 (no split). `train.schedule` (SCHEDULES) says whether an iteration is one
+  step of each loss or, for "epochs", one step of the loss whose epoch it is in.
   """
   spec = methods.get(method)
   if not spec.trains_classifier:
@@ -206,14 +213,14 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
 
   def dropout_key(batch_key):  # a stream of its own; none (and the old streams) at 0
     return jax.random.fold_in(batch_key, 1) if config.model.get("dropout", 0.0) else None
-  metrics = {}
   pairs = config.train.pairs
   b_pairs = pair_batch_size(b, pairs)
-  if "closeness" in spec.losses:
+
+  def close(state):
     x = draw(k_close, pool, split.typical_idx, split.typical_count, b_pairs)
-    state, m = closeness_step(state, x, pairs=pairs, dropout_key=dropout_key(k_close), **kw)
-    metrics.update(m)
-  if "intra_class" in spec.losses:
+    return closeness_step(state, x, pairs=pairs, dropout_key=dropout_key(k_close), **kw)
+
+  def intra(state):
     if spec.labels_from_split:
       x = jnp.concatenate([
           draw(k_typ, pool, split.typical_idx, split.typical_count, b - n_atyp),
@@ -221,13 +228,39 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
       y = jnp.concatenate([jnp.zeros(b - n_atyp), jnp.ones(n_atyp)])
     else:  # naive_nn: every normal image, labelled 0
       x, y = draw(k_typ, pool, train_idx, train_count, b), jnp.zeros(b)
-    state, m = intra_class_step(state, x, y, dropout_key=dropout_key(k_typ), **kw)
-    metrics.update(m)
-  if "dispersion" in spec.losses:
+    return intra_class_step(state, x, y, dropout_key=dropout_key(k_typ), **kw)
+
+  def disperse(state):
     x = draw(k_disp, pool, split.atypical_idx, split.atypical_count, b_pairs)
-    state, m = dispersion_step(state, x, pairs=pairs, dropout_key=dropout_key(k_disp), **kw)
+    return dispersion_step(state, x, pairs=pairs, dropout_key=dropout_key(k_disp), **kw)
+  steps = {"closeness": close, "intra_class": intra, "dispersion": disperse}
+  fns = [steps[name] for name in spec.losses]
+  if len(fns) > 1 and config.train.get("schedule", "interleaved") == "epochs":
+    epoch_of = {"closeness": split.typical_count, "intra_class": train_count,
+                "dispersion": split.atypical_count}
+    return _one_epoch_step(state, step, fns, spec.losses,
+                           [epoch_of[name] for name in spec.losses], b)
+  metrics = {}
+  for fn in fns:
+    state, m = fn(state)
     metrics.update(m)
   return state, metrics
+
+
+def _one_epoch_step(state, step, fns, names, counts, batch_size: int):
+  """Step `step` of the "epochs" schedule: the update of the loss whose epoch it falls
+  in; the others' metrics are NaN (loop.py and the curves average over the steps that
+  have them)."""
+  lengths = [(jnp.asarray(c, jnp.int32) + batch_size - 1) // batch_size for c in counts]
+  pos = jnp.asarray(step, jnp.int32) % sum(lengths)
+  branch = sum((pos >= sum(lengths[:k + 1])).astype(jnp.int32) for k in range(len(fns) - 1))
+
+  def only(fn):
+    def run(state):
+      state, m = fn(state)
+      return state, {k: m.get(k, jnp.float32(jnp.nan)) for k in names}
+    return run
+  return jax.lax.switch(branch, [only(fn) for fn in fns], state)
 
 
 def classifier_scores(params, images, *, model, config) -> jax.Array:

@@ -1,5 +1,7 @@
 """Splitting, batch sampling and the training mechanics (vmap, resume, determinism)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -387,3 +389,39 @@ def test_cosine_decay_reaches_zero_at_the_last_step_and_constant_stays_a_float()
     _, state = tx.update({"w": jnp.ones(3)}, state, params)
   updates, _ = tx.update({"w": jnp.ones(3)}, state, params)
   assert float(jnp.abs(updates["w"]).max()) == 0.0
+
+
+def test_the_epochs_schedule_runs_one_epoch_of_each_loss_in_turn():
+  # Batch 4: 8 typical images are an epoch of 2 closeness steps, the 12 normal images
+  # one of 3 intra-class steps, the 4 atypical ones one of 1 dispersion step; then again.
+  pool = jax.random.uniform(jax.random.PRNGKey(0), (12, 28, 28, 1))
+  idx = jnp.arange(12)
+  split_ = split.Split(typical_idx=idx[:8], typical_count=jnp.int32(8),
+                       atypical_idx=idx[8:], atypical_count=jnp.int32(4))
+  config = configs.get_preset("test")
+  config.train.batch_size = 4
+  model = train.make_classifier(config)
+  tx = train.optimizer(config.train)
+  start = train.init_classifier_state(jax.random.PRNGKey(1), model=model, tx=tx,
+                                      image_shape=(28, 28, 1))
+
+  def body(schedule, state, step, method="dsplit"):
+    config.train.schedule = schedule
+    return train.classifier_body(state, step, jax.random.PRNGKey(2), split_, idx,
+                                 jnp.int32(12), pool, model=model, tx=tx, config=config,
+                                 method=method)
+  expected = ["closeness"] * 2 + ["intra_class"] * 3 + ["dispersion"] + ["closeness"]
+  state = start
+  for step, name in enumerate(expected):
+    before = state
+    state, metrics = jax.jit(functools.partial(body, "epochs"))(state, step)
+    ran = [k for k, v in metrics.items() if np.isfinite(float(v))]
+    assert ran == [name], step
+    counts = {k: int(s[0].count) for k, s in state.opt_states.items()}  # Adam's steps
+    assert counts == {k: expected[:step + 1].count(k) for k in counts}, step
+    # The update is the interleaved schedule's step of that loss, with the same batch.
+    if step == 0:
+      _, interleaved = body("interleaved", before, step)
+      assert float(metrics[name]) == float(interleaved[name])
+  _, m = body("epochs", start, 0, method="nnwds")  # one loss: every step is that one
+  assert set(m) == {"intra_class"} and np.isfinite(float(m["intra_class"]))

@@ -162,7 +162,7 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
     raise ConfigError(f"unknown dataset {config.dataset!r}; choose one of "
                       f"{', '.join(data.DATASETS)}")
   choices = [("model.distance_head", models.DISTANCE_HEADS), ("model.latent", models.LATENTS),
-             ("train.pairs", train.PAIRINGS),
+             ("train.pairs", train.PAIRINGS), ("train.schedule", train.SCHEDULES),
              ("ae.output_bias", ("zero", "mean_logit")),
              ("train.lr_decay", train.LR_DECAYS),
              ("model.conv_impl", layers.CONV_IMPLS), ("loop", ("auto", "scan", "host")),
@@ -210,10 +210,12 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
 # hash. `job_map` (lax.map or vmap over a device's jobs) is like the device count: the
 # records carry the one used, and committed records stay reusable under either.
 _JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method", "job_map")
-# Fields only the pair losses read (dsplit's): other methods' hashes ignore them, so an
-# nnwds or naive_nn record stays valid (and is reused by the grid) whichever distance
-# head, latent or pairing is chosen.
-_DISTANCE_HEAD_FIELDS = (("model", "distance_head"), ("model", "latent"), ("train", "pairs"))
+# Fields only the pair losses read (dsplit's; the schedule only matters with more than
+# one loss): other methods' hashes ignore them, so an nnwds or naive_nn record stays
+# valid (and is reused by the grid) whichever distance head, latent, pairing or
+# schedule is chosen.
+_DISTANCE_HEAD_FIELDS = (("model", "distance_head"), ("model", "latent"), ("train", "pairs"),
+                         ("train", "schedule"))
 # Fields only the splitting autoencoder reads (the split methods': dsplit, nnwds, ssim):
 # the other methods' hashes ignore them, so a change of the autoencoder (the `cpu`
 # preset's budget in session 12) keeps every baseline's and naive_nn's records valid.
@@ -226,6 +228,7 @@ def _compatible_defaults() -> dict:
   from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
   return {("ae", "output_bias"): "zero", ("model", "latent"): "dense",
           ("model", "dropout"): 0.0, ("train", "lr_decay"): "none",
+          ("train", "schedule"): "interleaved",
           **{("dsvdd", k): v for k, v in base.get_config().dsvdd.items()}}
 
 

@@ -74,6 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.weight_decay = 1e-6    # paper: L2 on every conv layer
   c.train.atypical_fraction = 0.5  # share of atypical images in an intra-class batch
   c.train.pairs = "neighbours"   # pairs of a batch for closeness/dispersion (train.PAIRINGS)
+  c.train.schedule = "interleaved"  # how dsplit's losses take turns (train.SCHEDULES)
   c.train.chunk_steps = 500
 
   c.eval_batch_size = 500
