@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -39,7 +39,20 @@ def _he(key, shape, dtype=jnp.float32):
   return _kaiming(key, (math.prod(shape[:-1]), shape[-1]), dtype).reshape(shape)
 
 
-Dense = functools.partial(nn.Dense, kernel_init=_he)
+# The classifier's kernel initialisers (`model.init`): He (as above; biases 0) or
+# Glorot uniform, the default of the Keras/TensorFlow layers the authors used. Dense
+# layers, the output and the distance head get the same one (flax's default, LeCun,
+# stays on the output and head under "he_normal": how every record was trained).
+INITS = ("he_normal", "glorot_uniform")
+
+
+def _kernel_inits(init: str):
+  """(features' kernels, output and distance-head kernels)."""
+  if init == "he_normal":
+    return _he, nn.initializers.lecun_normal()
+  if init == "glorot_uniform":
+    return (nn.initializers.glorot_uniform(),) * 2
+  raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
 
 
 def _pool(x):
@@ -56,11 +69,12 @@ class AlexNetFeatures(nn.Module):
   dense_features: Sequence[int] = (4096, 4096)
   conv_impl: str = "auto"        # see layers.py: same function, different lowering
   dropout: float = 0.0           # AlexNet's dropout after each dense layer (0: none)
+  kernel_init: Callable = _he
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     c1, c2, c3, c4, c5 = self.conv_features
-    Conv, _ = layers.conv_modules(self.conv_impl, _he)
+    Conv, _ = layers.conv_modules(self.conv_impl, self.kernel_init)
     x = _pool(nn.relu(Conv(c1, (5, 5), name="conv1")(x)))
     x = _pool(nn.relu(Conv(c2, (5, 5), name="conv2")(x)))
     x = nn.relu(Conv(c3, (3, 3), name="conv3")(x))
@@ -68,7 +82,7 @@ class AlexNetFeatures(nn.Module):
     x = _pool(nn.relu(Conv(c5, (3, 3), name="conv5")(x)))
     conv = x = x.reshape(x.shape[:-3] + (-1,))
     for i, width in enumerate(self.dense_features):
-      x = nn.relu(Dense(width, name=f"dense{i + 1}")(x))
+      x = nn.relu(nn.Dense(width, kernel_init=self.kernel_init, name=f"dense{i + 1}")(x))
       if self.dropout:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return x, conv
@@ -100,6 +114,7 @@ class DistanceHead(nn.Module):
   at a = 5, b = -5: dist = 1/2 at ||.||^2 = 1, and both ends of the range reachable.
   """
   kind: str = "abs_difference"
+  kernel_init: Callable = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, z_i, z_j):
@@ -107,7 +122,7 @@ class DistanceHead(nn.Module):
     if self.kind in ("paper_literal", "abs_difference", "squared_difference"):
       features = {"paper_literal": dz, "abs_difference": jnp.abs(dz),
                   "squared_difference": jnp.square(dz)}[self.kind]
-      return nn.Dense(1, name="dense")(features)[..., 0]
+      return nn.Dense(1, kernel_init=self.kernel_init, name="dense")(features)[..., 0]
     if self.kind == "metric":
       d2, a0, b0 = jnp.mean(jnp.square(dz), axis=-1), 1.0, 0.0
     elif self.kind == "metric_normalized":
@@ -143,14 +158,16 @@ class OneClassNet(nn.Module):
   conv_impl: str = "auto"
   latent: str = "dense"
   dropout: float = 0.0
+  weight_init: str = "he_normal"  # INITS (`init` is the Module's method)
 
   def setup(self):
     if self.latent not in LATENTS:
       raise ValueError(f"latent must be one of {', '.join(LATENTS)}, got {self.latent!r}")
+    features_init, output_init = _kernel_inits(self.weight_init)
     self.features = AlexNetFeatures(self.conv_features, self.dense_features, self.conv_impl,
-                                    self.dropout)
-    self.classifier = nn.Dense(1)
-    self.distance = DistanceHead(self.distance_head)
+                                    self.dropout, features_init)
+    self.classifier = nn.Dense(1, kernel_init=output_init)
+    self.distance = DistanceHead(self.distance_head, output_init)
 
   def __call__(self, x, train: bool = False):
     """Returns (logit of "atypical/abnormal", latent z).

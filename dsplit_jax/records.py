@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from dsplit_jax import workdir as workdir_lib
+from dsplit_jax.losses import NOT_RUN
 
 RECORD_KEYS = ("dataset", "normal_class", "method", "seed", "rho", "auc", "config",
                "versions", "wall_time_s", "time")
@@ -323,11 +324,11 @@ def run_dirs_with_curves(workdir) -> list[str]:
           if os.path.isfile(os.path.join(runs, n, CURVES_FILE))]
 
 
-def nanmean(values, axis=None):
-  """The mean over the finite-or-infinite entries, NaN where there are none: a loss that
-  did not run on a step is NaN there (`train.schedule="epochs"`)."""
+def mean_where_run(values, axis=None):
+  """The mean over the steps where the loss ran (not `losses.NOT_RUN`), NaN where it ran
+  on none; a NaN or inf where it ran stays in (a diverged loss stays non-finite)."""
   values = np.asarray(values, np.float64)
-  ran = ~np.isnan(values)
+  ran = values != NOT_RUN
   count = ran.sum(axis=axis)
   total = np.where(ran, values, 0.0).sum(axis=axis)
   with np.errstate(invalid="ignore", divide="ignore"):
@@ -344,7 +345,7 @@ def append_curves(path: str, phase: str, start: int, metrics: dict, job_names, w
   window = min(CURVE_WINDOW, steps)
   lines = []
   for w in range(steps // window):
-    values = {k: nanmean(np.asarray(v, np.float64)[:len(job_names),
+    values = {k: mean_where_run(np.asarray(v, np.float64)[:len(job_names),
                                                   w * window:(w + 1) * window], axis=1)
               .round(6).tolist() for k, v in metrics.items()}
     lines.append(json.dumps({"phase": phase, "step": start + (w + 1) * window,
@@ -379,7 +380,7 @@ def read_curves(run_dir: str) -> dict[str, dict[str, dict[str, list[tuple[int, f
 
 def final_losses(run_dir: str, phase: str) -> dict[str, dict[str, float]]:
   """job -> each metric's last saved window in which it ran (a job without a curve is
-  absent; a window without a loss's step holds NaN for it, `train.schedule="epochs"`).
+  absent; a window without a step of a loss holds NaN for it, `train.schedule="epochs"`).
 
   The curves file is read once for all jobs of a run."""
   def last(points):

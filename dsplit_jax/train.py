@@ -63,7 +63,8 @@ def make_classifier(config: ml_collections.ConfigDict) -> models.OneClassNet:
                             conv_impl=config.model.conv_impl,
                             # Configs saved before the field existed meant "dense".
                             latent=config.model.get("latent", "dense"),
-                            dropout=config.model.get("dropout", 0.0))
+                            dropout=config.model.get("dropout", 0.0),
+                            weight_init=config.model.get("init", "he_normal"))
 
 
 def sample_positions(key, count, size: int, batch_size: int) -> jax.Array:
@@ -249,8 +250,7 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
 
 def _one_epoch_step(state, step, fns, names, counts, batch_size: int):
   """Step `step` of the "epochs" schedule: the update of the loss whose epoch it falls
-  in; the others' metrics are NaN (loop.py and the curves average over the steps that
-  have them)."""
+  in; the others report `losses.NOT_RUN` (loop.py and the curves leave those out)."""
   lengths = [(jnp.asarray(c, jnp.int32) + batch_size - 1) // batch_size for c in counts]
   pos = jnp.asarray(step, jnp.int32) % sum(lengths)
   branch = sum((pos >= sum(lengths[:k + 1])).astype(jnp.int32) for k in range(len(fns) - 1))
@@ -258,7 +258,7 @@ def _one_epoch_step(state, step, fns, names, counts, batch_size: int):
   def only(fn):
     def run(state):
       state, m = fn(state)
-      return state, {k: m.get(k, jnp.float32(jnp.nan)) for k in names}
+      return state, {k: m.get(k, jnp.float32(losses.NOT_RUN)) for k in names}
     return run
   return jax.lax.switch(branch, [only(fn) for fn in fns], state)
 

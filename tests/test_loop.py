@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from dsplit_jax import losses
 from dsplit_jax import loop
 from dsplit_jax import records
 
@@ -102,27 +103,30 @@ def test_the_log_writer_imports_without_tensorflow_and_leaves_clu_as_found():
 
 
 def test_steps_where_a_loss_did_not_run_are_left_out_of_summaries_and_curves(tmp_path):
-  # train.schedule="epochs": one loss per step, NaN for the others on that step.
-  nan = np.nan
+  # train.schedule="epochs": one loss per step, losses.NOT_RUN for the others.
+  skip = losses.NOT_RUN
 
   def chunk(state, start):  # 2 jobs, 50 steps: closeness runs on steps 0-29 only.
-    close = np.where(np.arange(50) < 30, 1.0, nan) * np.array([[1.0], [3.0]])
-    disp = np.where(np.arange(50) < 30, nan, 2.0) * np.ones((2, 1))
-    return state, {"closeness": close, "dispersion": disp}
+    close = np.where(np.arange(50) < 30, 1.0, skip) * np.array([[1.0], [3.0]])
+    disp = np.where(np.arange(50) < 30, skip, 2.0) * np.ones((2, 1))
+    return state, {"closeness": close, "dispersion": disp,
+                   "unused": np.full((2, 50), skip)}
   progress = loop.Progress(printer=lambda _: None)
   loop.run_phase("dsplit", {"w": np.zeros(2)}, chunk, total_steps=50, chunk_steps=50,
                  ckpt_dir=str(tmp_path), curve_jobs=["c0s0", "c1s0"], progress=progress)
   last = progress.history[-1]
   assert (last["closeness"], last["closeness_max_job"]) == (2.0, 3.0)
-  assert last["dispersion"] == 2.0
+  assert last["dispersion"] == 2.0 and "unused" not in last  # ran on no step: left out
   curves = records.read_curves(str(tmp_path))["dsplit"]["c1s0"]
   assert [v for _, v in curves["closeness"]] == [3.0, 3.0]  # steps 0-24, 25-29
-  assert curves["dispersion"][0][1] != curves["dispersion"][0][1]  # NaN: none ran
-  assert records.final_losses(str(tmp_path), "dsplit")["c1s0"] == {"closeness": 3.0,
-                                                                   "dispersion": 2.0}
+  assert np.isnan(curves["dispersion"][0][1])  # steps 0-24: none ran
+  assert records.final_losses(str(tmp_path), "dsplit")["c1s0"]["closeness"] == 3.0
+  assert records.final_losses(str(tmp_path), "dsplit")["c1s0"]["dispersion"] == 2.0
 
 
-def test_a_loss_that_is_nan_on_every_step_of_a_chunk_stops_the_run():
+def test_a_loss_that_diverged_on_a_step_where_it_ran_stops_the_run():
+  # A NaN is a real value (divergence), not a step where the loss did not run.
+  def chunk(state, start):
+    return state, {"closeness": np.array([[1.0, losses.NOT_RUN, np.nan, losses.NOT_RUN]])}
   with pytest.raises(loop.NonFiniteLossError, match="closeness"):
-    loop.run_phase("dsplit", {}, lambda s, t: (s, {"closeness": np.full((1, 4), np.nan)}),
-                   total_steps=4, chunk_steps=4, ckpt_dir=None)
+    loop.run_phase("dsplit", {}, chunk, total_steps=4, chunk_steps=4, ckpt_dir=None)

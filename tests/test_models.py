@@ -206,3 +206,27 @@ def test_dropout_acts_in_training_only():
   assert 0.4 < share < 0.8  # half by the last dropout, a few more by the first
   with pytest.raises(Exception, match="dropout"):
     dropping.apply(params, x, train=True)  # training without a key is an error
+
+
+def test_glorot_init_is_keras_default_on_every_classifier_kernel():
+  # model.init="glorot_uniform": U(-l, l), l = sqrt(6 / (fan_in + fan_out)), on the
+  # convolutions, dense layers, output and distance head; He (the default) elsewhere.
+  def params(init):
+    net = models.OneClassNet((8, 16, 16, 16, 8), (64, 64), weight_init=init)
+    return net.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)), method=net.init_all)
+  glorot, he = params("glorot_uniform"), params("he_normal")
+  kernels = {"/".join(str(getattr(p, "key", p)) for p in path): np.asarray(leaf)
+             for path, leaf in jax.tree_util.tree_leaves_with_path(glorot)
+             if getattr(path[-1], "key", "") == "kernel"}
+  assert len(kernels) == 5 + 2 + 2  # conv1-5, dense1-2, output, distance head
+  for name, k in kernels.items():
+    receptive = int(np.prod(k.shape[:-2])) if k.ndim > 2 else 1
+    fan_in, fan_out = receptive * k.shape[-2], receptive * k.shape[-1]
+    limit = np.sqrt(6 / (fan_in + fan_out))
+    assert np.abs(k).max() <= limit, name
+    if k.size >= 1000:
+      np.testing.assert_allclose(k.std(), limit / np.sqrt(3), rtol=0.1, err_msg=name)
+  conv2 = lambda p: p["params"]["features"]["conv2"]["kernel"]
+  assert np.asarray(conv2(he)).std() > 1.2 * np.asarray(conv2(glorot)).std()  # He: 2/fan_in
+  with pytest.raises(ValueError, match="init must be one of"):
+    params("orthogonal")

@@ -162,6 +162,7 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
     raise ConfigError(f"unknown dataset {config.dataset!r}; choose one of "
                       f"{', '.join(data.DATASETS)}")
   choices = [("model.distance_head", models.DISTANCE_HEADS), ("model.latent", models.LATENTS),
+             ("model.init", models.INITS),
              ("train.pairs", train.PAIRINGS), ("train.schedule", train.SCHEDULES),
              ("ae.output_bias", ("zero", "mean_logit")),
              ("train.lr_decay", train.LR_DECAYS),
@@ -228,7 +229,7 @@ def _compatible_defaults() -> dict:
   from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
   return {("ae", "output_bias"): "zero", ("model", "latent"): "dense",
           ("model", "dropout"): 0.0, ("train", "lr_decay"): "none",
-          ("train", "schedule"): "interleaved",
+          ("train", "schedule"): "interleaved", ("model", "init"): "he_normal",
           **{("dsvdd", k): v for k, v in base.get_config().dsvdd.items()}}
 
 

@@ -32,6 +32,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Dropout rate after each of the classifier's dense layers (AlexNet has 0.5 there; the
   # paper does not say): 0 = none, how every record before session 11 was trained.
   c.model.dropout = 0.0
+  # The classifier's initialisation (models.INITS): "he_normal" (ours, BUILD_NOTES.md
+  # section 2) or "glorot_uniform", Keras' default for the authors' TensorFlow layers.
+  # The splitting autoencoder always starts from He.
+  c.model.init = "he_normal"
   # How convolutions are lowered (the same function, see layers.py): "patches" (im2col
   # matrix products), "xla" (lax.conv), "auto" = patches on CPU, xla elsewhere. On
   # XLA:CPU, lax.conv is slow when vmapped over jobs (grouped convolutions) and when
