@@ -17,7 +17,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dsplit_jax import losses
 from dsplit_jax import records
 from dsplit_jax import workdir as workdir_lib
 from dsplit_jax import writers
@@ -80,17 +79,17 @@ def _manager(ckpt_dir: str) -> ocp.CheckpointManager:
 def _summary(metrics: dict) -> dict[str, float]:
   """Mean of each metric over jobs and steps; with several jobs also the worst job's
   mean, so that one job stuck on a plateau is not hidden by the average. Steps where a
-  loss did not run (`losses.NOT_RUN`, `train.schedule="epochs"`) are left out, and a
+  loss did not run (`records.NOT_RUN`, `train.schedule="epochs"`) are left out, and a
   loss that ran on none of the chunk's steps is left out of the summary."""
   out = {}
   for k, v in metrics.items():
     v = np.asarray(v, np.float64)
-    if not np.any(v != losses.NOT_RUN):
+    ran = v != records.NOT_RUN
+    if not ran.any():
       continue
     out[k] = float(records.mean_where_run(v))
     if v.ndim == 2 and v.shape[0] > 1:
-      per_job = records.mean_where_run(v, axis=1)[np.any(v != losses.NOT_RUN, axis=1)]
-      out[f"{k}_max_job"] = float(np.max(per_job))
+      out[f"{k}_max_job"] = float(np.max(records.mean_where_run(v, axis=1)[ran.any(axis=1)]))
   return out
 
 

@@ -9,11 +9,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-# The value a loss reports on a step where it did not run (train.schedule="epochs").
-# No loss here is negative, so it cannot be a real value; NaN and +inf stay what they
-# are, a loss that diverged.
-NOT_RUN = float("-inf")
-
 
 def closeness_loss(distance_logits: jax.Array) -> jax.Array:
   """Eq. 2: pairs of typical samples, target distance 0."""

@@ -21,7 +21,6 @@ import warnings
 import numpy as np
 
 from dsplit_jax import workdir as workdir_lib
-from dsplit_jax.losses import NOT_RUN
 
 RECORD_KEYS = ("dataset", "normal_class", "method", "seed", "rho", "auc", "config",
                "versions", "wall_time_s", "time")
@@ -324,8 +323,15 @@ def run_dirs_with_curves(workdir) -> list[str]:
           if os.path.isfile(os.path.join(runs, n, CURVES_FILE))]
 
 
+# The value a loss reports on a step where it did not run (train.schedule="epochs").
+# No loss of the method is negative, so it cannot be a real value; NaN and +inf stay
+# what they are, a loss that diverged. (Here, not in losses.py: reading records and
+# curves needs no JAX.)
+NOT_RUN = float("-inf")
+
+
 def mean_where_run(values, axis=None):
-  """The mean over the steps where the loss ran (not `losses.NOT_RUN`), NaN where it ran
+  """The mean over the steps where the loss ran (not `NOT_RUN`), NaN where it ran
   on none; a NaN or inf where it ran stays in (a diverged loss stays non-finite)."""
   values = np.asarray(values, np.float64)
   ran = values != NOT_RUN

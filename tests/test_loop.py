@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 
-from dsplit_jax import losses
 from dsplit_jax import loop
 from dsplit_jax import records
 
@@ -103,8 +102,8 @@ def test_the_log_writer_imports_without_tensorflow_and_leaves_clu_as_found():
 
 
 def test_steps_where_a_loss_did_not_run_are_left_out_of_summaries_and_curves(tmp_path):
-  # train.schedule="epochs": one loss per step, losses.NOT_RUN for the others.
-  skip = losses.NOT_RUN
+  # train.schedule="epochs": one loss per step, records.NOT_RUN for the others.
+  skip = records.NOT_RUN
 
   def chunk(state, start):  # 2 jobs, 50 steps: closeness runs on steps 0-29 only.
     close = np.where(np.arange(50) < 30, 1.0, skip) * np.array([[1.0], [3.0]])
@@ -127,6 +126,6 @@ def test_steps_where_a_loss_did_not_run_are_left_out_of_summaries_and_curves(tmp
 def test_a_loss_that_diverged_on_a_step_where_it_ran_stops_the_run():
   # A NaN is a real value (divergence), not a step where the loss did not run.
   def chunk(state, start):
-    return state, {"closeness": np.array([[1.0, losses.NOT_RUN, np.nan, losses.NOT_RUN]])}
+    return state, {"closeness": np.array([[1.0, records.NOT_RUN, np.nan, records.NOT_RUN]])}
   with pytest.raises(loop.NonFiniteLossError, match="closeness"):
     loop.run_phase("dsplit", {}, chunk, total_steps=4, chunk_steps=4, ckpt_dir=None)

@@ -411,10 +411,11 @@ def test_the_epochs_schedule_runs_one_epoch_of_each_loss_in_turn():
                                  jnp.int32(12), pool, model=model, tx=tx, config=config,
                                  method=method)
   expected = ["closeness"] * 2 + ["intra_class"] * 3 + ["dispersion"] + ["closeness"]
+  epochs_step = jax.jit(functools.partial(body, "epochs"))  # traced once: step is traced
   state = start
   for step, name in enumerate(expected):
     before = state
-    state, metrics = jax.jit(functools.partial(body, "epochs"))(state, step)
+    state, metrics = epochs_step(state, step)
     ran = [k for k, v in metrics.items() if np.isfinite(float(v))]
     assert ran == [name], step
     counts = {k: int(s[0].count) for k, s in state.opt_states.items()}  # Adam's steps
