@@ -19,6 +19,7 @@ from dsplit_jax import configs
 from dsplit_jax import data
 from dsplit_jax import methods
 from dsplit_jax import pipeline
+from dsplit_jax import protocols
 from dsplit_jax import records
 from dsplit_jax import workdir as workdir_lib
 
@@ -28,7 +29,8 @@ def fit(programs: pipeline.Programs, method: str, jobs: data.Jobs, *,
   """Trains `method` for every job with `programs` (`pipeline.make_programs` of the
   run's config and image shape); returns what scoring needs (stacked over jobs):
   `ae_params`, `ssim_train` and `plateau_ratio` where it needs the split, `params` of
-  the classifier."""
+  the classifier, and `step_scores` (step -> test scores [J, M] of the classifiers at
+  their checkpoints) where `config.eval` asks for them (`protocols`)."""
   config = programs.config
   spec = methods.get(method)
   fitted = {}
@@ -46,9 +48,22 @@ def fit(programs: pipeline.Programs, method: str, jobs: data.Jobs, *,
     if splits is not None and progress:
       progress.printer(split_line(config.rho, int(splits.atypical_count[0]),
                                   int(jobs.train_count[0])))
+    step_scores = {}
+    evaluating = (protocols.needs_checkpoint_scores(config.eval) and
+                  jobs.test_images is not None)
+
+    def on_eval(step, scores):
+      step_scores[step] = scores
+      if run_dir:  # a resumed run reads the steps it evaluated before from here
+        records.save_npz(records.eval_scores_path(run_dir, method, step), scores=scores)
     fitted["params"] = pipeline.fit_classifiers(
         programs, method, jobs.pool, jobs.train_idx, jobs.train_count, splits, jobs.keys,
-        ckpt_dir=run_dir, progress=progress, names=jobs.names)
+        ckpt_dir=run_dir, progress=progress, names=jobs.names,
+        eval_images=jobs.test_images if evaluating else None,
+        eval_every=config.eval.every, on_eval=on_eval if evaluating else None)
+    if evaluating:
+      fitted["step_scores"] = {**(records.read_eval_scores(run_dir, method) if run_dir
+                                  else {}), **step_scores}
   return fitted
 
 

@@ -96,7 +96,8 @@ def _summary(metrics: dict) -> dict[str, float]:
 def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, dict]],
               *, total_steps: int, chunk_steps: int, ckpt_dir: str | None,
               progress: Progress | None = None, curve_jobs=None,
-              learning_rate: float | None = None) -> Any:
+              learning_rate: float | None = None,
+              evaluate: Callable[[int, Any], None] | None = None) -> Any:
   """Runs `total_steps` steps as chunks of `chunk_steps`, resuming from `ckpt_dir`.
 
   `chunk_fn(state, start_step) -> (state, metrics)` runs `chunk_steps` steps from
@@ -106,6 +107,9 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
   to `ckpt_dir/loss_curves.jsonl` (`records.read_curves`) and written through a clu
   metric writer (`writers.curve_writer`: the log, TensorBoard files when TensorFlow is
   there). `learning_rate` is only named in the error when a loss becomes non-finite.
+  `evaluate(step, state)` sees the state at step 0 (on a fresh start) and after every
+  chunk, before that chunk's checkpoint is saved, so a resumed run evaluates every step
+  it has not evaluated yet (`protocols`: scores of checkpoints on the test split).
   """
   if total_steps % chunk_steps:
     raise ValueError(f"{name}: total_steps={total_steps} is not a multiple of "
@@ -117,7 +121,7 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
               writers.curve_writer(ckpt_dir, say=lambda line: _say(progress, line)))
   try:
     return _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress,
-                       curves, learning_rate)
+                       curves, learning_rate, evaluate)
   except KeyboardInterrupt:
     done = 0
     if manager is not None:
@@ -162,7 +166,7 @@ def _restore(name, manager, state, progress):
 
 
 def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress, curves,
-                learning_rate):
+                learning_rate, evaluate=None):
   step = 0
   if manager is not None and manager.latest_step() is not None:
     step, state = _restore(name, manager, state, progress)
@@ -171,6 +175,8 @@ def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progre
          f"[{name}] no checkpoint could be restored; starting the phase afresh")
   if progress is not None:
     progress.restart_clock(name, step)
+  if evaluate is not None and step == 0:
+    evaluate(0, state)
   while step < total_steps:
     state, raw = chunk_fn(state, np.int32(step))
     metrics = _summary(raw)
@@ -182,6 +188,8 @@ def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progre
       lr = "" if learning_rate is None else f" with learning rate {learning_rate:g}"
       raise NonFiniteLossError(f"{name}: non-finite {', '.join(bad)} by step {step}/"
                                f"{total_steps}{lr}; a lower learning rate may help")
+    if evaluate is not None:
+      evaluate(step, state)
     if manager is not None:
       manager.save(step, args=ocp.args.StandardSave(state))
     if progress is not None:

@@ -323,10 +323,14 @@ def split(config, ssim_train, train_idx, train_count):
 
 def fit_classifiers(programs: Programs, method: str, pool, train_idx, train_count,
                     splits: train.Split | None, keys, *, ckpt_dir: str | None = None,
-                    progress=None, names=None):
+                    progress=None, names=None, eval_images=None, eval_every: int = 0,
+                    on_eval=None):
   """Trains one classifier per job with `method`'s losses; returns stacked params.
 
   With `names` (one per job) and `ckpt_dir`, each job's loss curves are saved there.
+  With `eval_images` and `on_eval`, the classifiers score those images at step 0, at
+  every multiple of `eval_every` and at the last step, and `on_eval(step, scores [J, M])`
+  receives them (`protocols`: checkpoints scored on the test split).
   """
   config = programs.config
   programs.check_shape(pool)
@@ -340,12 +344,21 @@ def fit_classifiers(programs: Programs, method: str, pool, train_idx, train_coun
       (init_keys, step_keys, splits, train_idx, train_count))
   pool = jobs.replicate(pool)
   state = programs.clf_init(init_keys)
+  evaluate = None
+  if eval_images is not None and on_eval is not None:
+    programs.check_shape(eval_images)
+    images = jobs.replicate(eval_images)
+    total = config.train.steps
+
+    def evaluate(step, state):
+      if step % eval_every == 0 or step == total:
+        on_eval(step, jobs.take(programs.scores(state.params, images)))
   state = loop.run_phase(
       method, state,
       jobs.real_metrics(lambda s, start: chunk(s, start, step_keys, splits, idx, count, pool)),
       total_steps=config.train.steps, chunk_steps=config.train.chunk_steps,
       ckpt_dir=ckpt_dir, progress=progress, curve_jobs=names,
-      learning_rate=config.train.learning_rate)
+      learning_rate=config.train.learning_rate, evaluate=evaluate)
   return jobs.take(state.params)
 
 

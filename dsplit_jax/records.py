@@ -16,6 +16,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import warnings
 
 import numpy as np
@@ -217,6 +218,7 @@ RESULTS_FILE = "results.jsonl"
 RUN_CONFIG_FILE = "config.json"
 CURVES_FILE = "loss_curves.jsonl"
 CURVE_WINDOW = 25  # steps averaged into one point of a saved loss curve
+EVAL_SCORES_DIR = "eval_scores"  # test scores of a run's checkpoints (`protocols`)
 
 
 def results_path(workdir) -> str:
@@ -242,6 +244,23 @@ def run_dir(workdir, config, classes, seeds, config_hash) -> str:
       f"{config.dataset}-{config.method}-rho{config.rho:g}-"
       f"c{'_'.join(map(str, sorted(set(classes))))}-"
       f"s{'_'.join(map(str, sorted(set(seeds))))}-{config_hash}"))
+
+
+def eval_scores_path(run_dir, method, step) -> str:
+  """Test scores [jobs, images] of a run's classifiers at training step `step`."""
+  return os.path.join(run_dir, EVAL_SCORES_DIR, f"{method}-step{int(step):07d}.npz")
+
+
+def read_eval_scores(run_dir, method) -> dict[int, np.ndarray]:
+  """step -> test scores [jobs, images] saved by `eval_scores_path`'s writer."""
+  folder = os.path.join(run_dir, EVAL_SCORES_DIR)
+  out = {}
+  for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+    match = re.fullmatch(rf"{re.escape(method)}-step(\d+)\.npz", name)
+    if match:
+      with np.load(os.path.join(folder, name)) as f:
+        out[int(match.group(1))] = f["scores"]
+  return out
 
 
 def autoencoder_dir(workdir, dataset, autoencoder_hash, image_shape) -> str:

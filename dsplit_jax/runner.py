@@ -20,8 +20,8 @@ from dsplit_jax import data
 from dsplit_jax import fitting
 from dsplit_jax import loop
 from dsplit_jax import methods
-from dsplit_jax import metrics
 from dsplit_jax import pipeline
+from dsplit_jax import protocols
 from dsplit_jax import records
 
 # Names other modules and scripts use from here.
@@ -76,24 +76,29 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
                          jobs.pool_split_index[jobs.train_idx[j, :n]])
   wall = time.time() - start
   return done + _write_records(config, jobs, scores, workdir, run_dir, chash, wall, progress,
-                               fitted.get("plateau_ratio"))
+                               fitted.get("plateau_ratio"), fitted.get("step_scores"))
 
 
 def _write_records(config, jobs, scores, workdir, run_dir, chash, wall, progress,
-                   plateau_ratio=None):
-  """Per job: its AUC, its score file and its record (with the run's final losses)."""
+                   plateau_ratio=None, step_scores=None):
+  """Per job: its AUC under `config.eval.protocol`, its score file and its record (with
+  the run's final losses, and the AUCs of the scored checkpoints)."""
   spec = methods.get(config.method)
   final = records.final_losses(run_dir, config.method) if spec.trains_classifier else {}
   data_files = data.describe_sources(config)
   new = []
   for j, (c, s, name) in enumerate(zip(jobs.classes, jobs.seeds, jobs.names)):
     labels = jobs.test_labels(j)
-    auc = metrics.auc(labels, scores[j])
+    evaluated = protocols.evaluate(
+        config.eval, labels, scores[j], config.train.steps if spec.trains_classifier else 0,
+        {step: s_all[j] for step, s_all in (step_scores or {}).items()})
+    auc = evaluated.pop("auc")
     records.save_scores(records.scores_path(workdir, config.dataset, c, config.method,
                                             config.rho, s, chash), scores[j], labels)
     extra = {"final_losses": final.get(name, {})} if spec.trains_classifier else {}
     if plateau_ratio is not None:
       extra["ae_plateau_ratio"] = round(float(plateau_ratio[j]), 4)
+    extra.update(evaluated)
     rec = records.make_record(
         dataset=config.dataset, normal_class=c, method=config.method, seed=s,
         rho=float(config.rho), auc=auc, config=config, wall_time_s=wall / len(jobs.classes),
@@ -103,6 +108,9 @@ def _write_records(config, jobs, scores, workdir, run_dir, chash, wall, progress
     if records.writer():
       records.append_record(records.results_path(workdir), rec)
     new.append(rec)
+    chosen = ("" if config.eval.protocol == protocols.DEFAULT else
+              f" (step {evaluated['selected_step']} selected with test labels; the final "
+              f"model on the full test split: {100 * evaluated['auc_full_test_last']:.2f})")
     progress.printer(f"[{config.method}] {config.dataset} class {c} seed {s}: "
-                     f"AUC {100 * auc:.2f}")
+                     f"AUC {100 * auc:.2f}{chosen}")
   return new

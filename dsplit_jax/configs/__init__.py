@@ -177,6 +177,18 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
     parent, name = _field_parent(config, key)
     if parent[name] not in allowed:
       raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {parent[name]!r}")
+  from dsplit_jax import protocols
+  if config.eval.protocol not in protocols.PROTOCOLS:
+    raise ConfigError(f"eval.protocol must be one of {', '.join(protocols.PROTOCOLS)}, "
+                      f"got {config.eval.protocol!r}")
+  if not 0 < config.eval.selection_fraction < 1:
+    raise ConfigError(f"eval.selection_fraction must be in (0, 1), got "
+                      f"{config.eval.selection_fraction}")
+  if protocols.needs_checkpoint_scores(config.eval) and (
+      config.eval.every <= 0 or config.eval.every % config.train.chunk_steps):
+    raise ConfigError(f"eval.every={config.eval.every} must be a positive multiple of "
+                      f"train.chunk_steps={config.train.chunk_steps} (checkpoints are "
+                      "scored between chunks); e.g. --set=train.chunk_steps=50")
   if not 0 <= config.model.dropout < 1:
     raise ConfigError(f"model.dropout must be in [0, 1), got {config.model.dropout}")
   if not 0 < config.rho < 100:
@@ -230,13 +242,19 @@ def _compatible_defaults() -> dict:
   return {("ae", "output_bias"): "zero", ("model", "latent"): "dense",
           ("model", "dropout"): 0.0, ("train", "lr_decay"): "none",
           ("train", "schedule"): "interleaved", ("model", "init"): "he_normal",
-          **{("dsvdd", k): v for k, v in base.get_config().dsvdd.items()}}
+          **{("dsvdd", k): v for k, v in base.get_config().dsvdd.items()},
+          **{("eval", k): v for k, v in base.get_config().eval.items()}}
 
 
 def _drop_compatible_defaults(d: dict) -> dict:
   for (section, field), value in _compatible_defaults().items():
     if _plain(d.get(section, {}).get(field)) == _plain(value):
       d[section] = {k: v for k, v in d[section].items() if k != field}
+  # `eval` left empty (at its defaults) goes too: the hash of every config that keeps
+  # them is the one it had before the section existed. (An empty `dsvdd` stays: hashes
+  # were computed with it.)
+  if d.get("eval") == {}:
+    del d["eval"]
   return d
 
 
