@@ -29,6 +29,7 @@ import sklearn.metrics
 from dsplit_jax import data
 from dsplit_jax import methods as methods_lib
 from dsplit_jax import paper
+from dsplit_jax import protocols
 from dsplit_jax import records
 
 class RenderError(Exception):
@@ -37,10 +38,25 @@ class RenderError(Exception):
 
 # ------------------------------------------------------------------------ inputs
 
-def load_records(workdir: str, preset: str | None = None) -> list[dict]:
-  """Records of one preset, each cell reduced to its latest config."""
+def protocol_of(record: dict) -> str:
+  """A record's evaluation protocol (records that do not name one: the default)."""
+  return record.get("protocol", protocols.DEFAULT)
+
+
+def protocols_in(workdir: str) -> list[str]:
+  """The evaluation protocols of a work dir's records, the default first."""
+  found = {protocol_of(r) for r in records.read_records(os.path.join(workdir, "results.jsonl"))}
+  return [p for p in protocols.PROTOCOLS if p in found]
+
+
+def load_records(workdir: str, preset: str | None = None,
+                 protocol: str = protocols.DEFAULT) -> list[dict]:
+  """Records of one preset and one evaluation protocol, each cell reduced to its latest
+  config. Numbers of different protocols never share a table."""
   path = os.path.join(workdir, "results.jsonl")
   recs = records.read_records(path)
+  if any(protocol_of(r) == protocol for r in recs):
+    recs = [r for r in recs if protocol_of(r) == protocol]
   if not recs:
     raise RenderError(f"no records in {path}; run python -m experiments.table1 "
                       f"--workdir={workdir} first")
@@ -193,7 +209,8 @@ def _num(value, bold=False, digits=1):
   return f"**{text}**" if bold else text
 
 
-def table1_markdown(rows, methods, rho=paper.RHO, preset=None) -> str:
+def table1_markdown(rows, methods, rho=paper.RHO, preset=None,
+                    protocol=protocols.DEFAULT) -> str:
   seeds = sorted({c["n"] for r in rows if r["normal_class"] not in SUMMARY_ROWS
                   for c in r["cells"].values() if c["n"]})
   flags = {c["stale"] for r in rows if r["normal_class"] not in SUMMARY_ROWS
@@ -201,8 +218,13 @@ def table1_markdown(rows, methods, rho=paper.RHO, preset=None) -> str:
   mixed = flags >= {True, False}  # some columns at the preset's current config, some not
   none_current = flags == {True}
   lines = [
-      f"# Table 1: AUC (%), rho = {rho:g}",
+      f"# Table 1: AUC (%), rho = {rho:g}; {protocols.LABELS[protocol]}",
       "",
+      *([] if protocol == protocols.DEFAULT else [
+          "Protocol `authors_selection`: each job's checkpoint is chosen by its AUC on the "
+          "first share (`eval.selection_fraction`, 30 % by default) of the test normals "
+          "and anomalies, and the AUC on the other images is shown. This is selection with test labels, as the authors' program reports; "
+          "it is not comparable with the final-model tables.", ""]),
       "Each cell: ours, mean ± std over seeds / the paper's value (ours − paper). "
       "**Bold**: best of the row, ours and the paper's marked separately (the paper's "
       "over all eight of its methods). Bottom rows: mean over the classes shown "
@@ -449,6 +471,42 @@ def write_loss_curves(run_dir, png) -> bool:
   return True
 
 
+# ------------------------------------------------------------ AUC over training
+
+def write_auc_curves(recs: list[dict], png) -> None:
+  """One panel per method: each job's test AUC over the scored checkpoints (the whole
+  test split), with the step the authors' selection chose marked where it was used."""
+  by_method = collections.defaultdict(list)
+  for r in recs:
+    if r.get("auc_curve"):
+      by_method[r["method"]].append(r)
+  names = _method_order(by_method)
+  fig = Figure(figsize=(4.2 * len(names), 3.4))
+  FigureCanvasAgg(fig)
+  for k, m in enumerate(names):
+    ax = fig.add_subplot(1, len(names), k + 1, sharey=fig.axes[0] if k else None)
+    for r in sorted(by_method[m], key=lambda r: (r["normal_class"], r["seed"])):
+      steps = [p[0] for p in r["auc_curve"]]
+      aucs = [100 * p[1] for p in r["auc_curve"]]
+      color = f"C{r['normal_class'] % 10}"
+      ax.plot(steps, aucs, lw=0.9, color=color,
+              label=f"{_class_name(r['dataset'], r['normal_class'])}" if r["seed"] == min(
+                  q["seed"] for q in by_method[m]) else None)
+      if "selected_step" in r:
+        ax.plot([r["selected_step"]], [aucs[steps.index(r["selected_step"])]], "o",
+                ms=3, color=color)
+    ax.set(title=paper.PAPER_METHOD_NAMES.get(m, m), xlabel="training step")
+    if k == 0:
+      ax.set_ylabel("test AUC (%), whole test split")
+      ax.legend(fontsize=6, ncol=2)
+  protocol = protocol_of(recs[0])
+  fig.suptitle(f"{recs[0]['dataset']}: AUC over training"
+               + ("; dots: the checkpoint selected with test labels"
+                  if protocol != protocols.DEFAULT else ""), fontsize=8)
+  fig.tight_layout()
+  fig.savefig(png, dpi=120)
+
+
 # ------------------------------------------------------------------------- main
 
 def _pairs(text: str, available) -> list[tuple[str, int]]:
@@ -497,16 +555,26 @@ def render(args) -> list[str]:
   os.makedirs(out, exist_ok=True)
   written = []
 
-  rows, methods = table1_rows(recs, args.rho)
-  if rows:
-    md, table_csv = os.path.join(out, "table1.md"), os.path.join(out, "table1.csv")
-    with open(md, "w") as f:
-      f.write(table1_markdown(rows, methods, args.rho, preset=recs[0].get("preset") if recs else None))
-      f.write("\n" + autoencoder_line(recs, args.rho))
-    write_table1_csv(rows, methods, table_csv)
-    written += [md, table_csv]
-  else:
-    print(f"Table 1: no records at rho={args.rho:g}")
+  for protocol in protocols_in(args.workdir) or [protocols.DEFAULT]:
+    of = recs if protocol == protocols.DEFAULT else load_records(
+        args.workdir, args.preset, protocol)
+    rows, methods = table1_rows(of, args.rho)
+    tail = "" if protocol == protocols.DEFAULT else f"_{protocol}"
+    if rows:
+      md = os.path.join(out, f"table1{tail}.md")
+      table_csv = os.path.join(out, f"table1{tail}.csv")
+      with open(md, "w") as f:
+        f.write(table1_markdown(rows, methods, args.rho,
+                                preset=of[0].get("preset") if of else None, protocol=protocol))
+        f.write("\n" + autoencoder_line(of, args.rho))
+      write_table1_csv(rows, methods, table_csv)
+      written += [md, table_csv]
+    else:
+      print(f"Table 1 ({protocol}): no records at rho={args.rho:g}")
+    for dataset in sorted({r["dataset"] for r in of if r.get("auc_curve")}, key=_dataset_order):
+      path = os.path.join(out, f"auc_curves_{dataset}{tail}.png")
+      write_auc_curves([r for r in of if r["dataset"] == dataset], path)
+      written.append(path)
 
   fig4 = figure4_rows(recs)
   if fig4:

@@ -245,3 +245,23 @@ def test_autoencoder_line_names_the_worst_and_the_stuck_autoencoders():
   line = render.autoencoder_line(recs)
   assert "**1 stuck** (ratio above the limit): mnist 5 s1" in line
   assert render.autoencoder_line([rec("ocsvm", 0, 0)]) == ""
+
+
+def test_each_protocol_gets_its_own_table_and_an_auc_over_training_panel(tmp_path, capsys):
+  path = tmp_path / "results.jsonl"
+  _log(path, aucs={(0, "dsplit", 10.0): [0.90, 0.92]})
+  for seed, (auc, step) in enumerate([(0.97, 100), (0.99, 0)]):
+    records.append_record(path, records.make_record(
+        dataset="mnist", normal_class=0, method="dsplit", seed=seed, rho=10.0, auc=auc,
+        config={"preset": "test"}, wall_time_s=1.0, config_hash="sel", preset="test",
+        protocol="authors_selection", selected_step=step,
+        auc_curve=[[0, 0.5, 0.5, 0.5], [100, 0.96, 0.97, 0.97], [200, 0.9, 0.9, 0.9]]))
+  plain = render.table1_rows(render.load_records(str(tmp_path)))[0]
+  chosen = render.table1_rows(render.load_records(str(tmp_path), protocol="authors_selection"))[0]
+  assert plain[0]["cells"]["dsplit"]["mean"] == pytest.approx(91.0)   # never mixed
+  assert chosen[0]["cells"]["dsplit"]["mean"] == pytest.approx(98.0)
+  assert render.main(["--workdir", str(tmp_path), "--figure1=none", "--roc=none"]) == 0
+  report = tmp_path / "report"
+  assert "selected with test labels" in (report / "table1_authors_selection.md").read_text()
+  assert "selected with test labels" not in (report / "table1.md").read_text()
+  assert matplotlib.image.imread(report / "auc_curves_mnist_authors_selection.png").shape[0] > 100
