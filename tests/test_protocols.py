@@ -148,3 +148,9 @@ def test_the_runner_selects_from_saved_checkpoint_scores_and_keeps_the_final_auc
     assert rec["auc"] == expect["auc"]
   with open(records.results_path(workdir)) as f:
     assert all(json.loads(line)["protocol"] == "authors_selection" for line in f)
+
+
+def test_the_detector_api_refuses_selection_with_test_labels():
+  with pytest.raises(configs.ConfigError, match="labelled test images"):
+    configs.validate(configs.load("test", ["eval.protocol=authors_selection"]),
+                     check_dataset=False)

@@ -207,6 +207,10 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
       raise ConfigError(f"{phase}.steps={steps} must be a positive multiple of "
                         f"{phase}.chunk_steps={chunk}")
   if not check_dataset:
+    if config.eval.protocol != protocols.DEFAULT:
+      raise ConfigError(f"eval.protocol={config.eval.protocol} selects checkpoints with "
+                        "labelled test images, which one's own images do not have; use "
+                        f"{protocols.DEFAULT}")
     return
   if not config.normal_classes:
     raise ConfigError("no normal class given")
