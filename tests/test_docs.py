@@ -61,7 +61,9 @@ def test_readme_opens_with_the_main_job_then_the_tests():
   commands = _readme_commands()
   assert len(commands) == 2, f"README.md's first code block: {commands}"
   main_job, tests = commands
-  assert "pip install" in main_job and "dsplit_jax.main" in main_job, main_job
+  # The main job: `python -m dsplit_jax.main ...` or the installed `dsplit` command.
+  assert "pip install" in main_job, main_job
+  assert re.search(r"dsplit_jax\.main|(^|&&|/)\s*dsplit\s", main_job), main_job
   assert "pip install" in tests and "pytest" in tests, tests
   for command in commands:
     # A folder that exists only beside this repository: the commands must work on a
