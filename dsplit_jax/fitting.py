@@ -39,7 +39,7 @@ def fit(programs: pipeline.Programs, method: str, jobs: data.Jobs, *,
     fitted["ssim_train"] = pipeline.ssim_of(programs, fitted["ae_params"], jobs.pool,
                                             jobs.train_idx)
     # Kept in the records, so a table can show that no split came from a stuck
-    # autoencoder (ratio > ae.plateau_ratio; BUILD_NOTES.md, section 2).
+    # autoencoder (ratio > ae.plateau_ratio; BUILD_NOTES.md, "The method").
     fitted["plateau_ratio"] = pipeline.plateau_ratios(
         programs, fitted["ae_params"], jobs.pool, jobs.train_idx, jobs.train_count)
   if spec.trains_classifier:

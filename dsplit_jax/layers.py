@@ -2,7 +2,7 @@
 
 Why: under `vmap` over jobs every convolution has a per-job kernel, which XLA lowers to
 a grouped convolution; XLA:CPU runs those several times slower than the same work as
-batched matrix products (BUILD_NOTES.md, section 4). Patches are built from strided
+batched matrix products (BUILD_NOTES.md, "Performance"). Patches are built from strided
 slices, whose gradient is a pad, so the backward pass is matrix products too.
 
 The modules have the parameters of `flax.linen.Conv` / `ConvTranspose` (same names,

@@ -1,4 +1,4 @@
-"""The three losses of section 2.3, written on logits.
+"""The three losses of the paper's section 2.3, written on logits.
 
 dist = sigmoid(d) for a distance logit d, so -log(1 - dist) = softplus(d) and
 -log(dist) = softplus(-d): the log-sigmoid form never produces inf or NaN, even for

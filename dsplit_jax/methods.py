@@ -19,7 +19,7 @@ class Method:
   paper_column: its column in the paper's Table 1 (0 = leftmost).
   needs_split: trains the splitting autoencoder and ranks the training images by SSIM
     (`splits/` of a work dir holds that ranking).
-  trains_classifier: trains the classifier network of section 2.
+  trains_classifier: trains the classifier network of the paper's section 2.
   losses: the classifier's losses, applied in turn every iteration (train.py).
   labels_from_split: the intra-class loss labels atypical images 1 (dsplit, nnwds);
     without it every normal image is labelled 0 (naive_nn).

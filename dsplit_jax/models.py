@@ -91,7 +91,7 @@ class AlexNetFeatures(nn.Module):
 # Distance subnetworks (section 3.1, eq. 1). The paper's is one subtraction layer and
 # one dense layer; its logit w.(z_i - z_j) + b is antisymmetric in the pair, so it
 # cannot give dist(z_i, z_j) = dist(z_j, z_i) = 1 (eq. 1) for pairs drawn in random
-# order, and both pair losses stay at log 2 (BUILD_NOTES.md, section 6). The others are
+# order, and both pair losses stay at log 2 (BUILD_NOTES.md, "The method"). The others are
 # symmetric: a weighted L1 or squared-L2 distance (Siamese verification networks) or a
 # monotone function of the Euclidean distance.
 DISTANCE_HEADS = ("paper_literal", "abs_difference", "squared_difference", "metric",

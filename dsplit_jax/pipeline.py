@@ -82,8 +82,8 @@ def job_map(config) -> str:
   runs the same single-job program, so its result does not depend on how many jobs
   run beside it. "vmap": all at once, the accelerators' parallelism, but XLA lowers
   the batched program differently for each job count and Adam amplifies the rounding
-  (digit 0 scored 96.07 alone and 97.06 beside three jobs; BUILD_NOTES.md, "One job,
-  one result"). "auto": map on CPU, where vmap buys little, vmap elsewhere."""
+  (digit 0 scored 96.07 alone and 97.06 beside three jobs; BUILD_NOTES.md,
+  "Performance"). "auto": map on CPU, where vmap buys little, vmap elsewhere."""
   if config.job_map != "auto":
     return config.job_map
   return "map" if jax.default_backend() == "cpu" else "vmap"
@@ -129,7 +129,7 @@ def compiled_chunk(body, in_axes, steps: int, mode: str, mapping: str = "vmap"):
   mode "scan": the whole chunk is one compiled `lax.scan` (the default). mode "host":
   one compiled call per step, the batch still drawn on the device from the step number;
   the fast path for lax.conv on XLA:CPU, whose gradients run about 10x slower inside a
-  while loop (BUILD_NOTES.md, section 3).
+  while loop (BUILD_NOTES.md, "Performance").
   """
   if mode == "scan":
     def run(state, start, *args):
@@ -150,7 +150,7 @@ def compiled_chunk(body, in_axes, steps: int, mode: str, mapping: str = "vmap"):
 
 def loop_mode(config) -> str:
   """"auto": a `lax.scan` per chunk, except on XLA:CPU with lax.conv convolutions,
-  whose gradients run 10x slower inside a loop (BUILD_NOTES.md, section 3)."""
+  whose gradients run 10x slower inside a loop (BUILD_NOTES.md, "Performance")."""
   if config.loop != "auto":
     return config.loop
   xla_on_cpu = (jax.default_backend() == "cpu" and
@@ -236,7 +236,7 @@ def fit_autoencoders(programs: Programs, pool, train_idx, train_count, keys, *,
   their results do not depend on it. A restart also starts the decoder's output bias at
   the logit of the job's mean pixel (`ae.output_bias="mean_logit"`): new keys alone
   left MNIST digit 1 seed 1 black on three tries, the mean-logit start trains it
-  (BUILD_NOTES.md, section 2).
+  (BUILD_NOTES.md, "The method").
   `names` label jobs in the progress lines.
   """
   config = programs.config

@@ -38,7 +38,7 @@ def plateau_ratio(params, images, count, *, model) -> jax.Array:
   plateau where it gives the same near-blank output for every input (its ReLUs are
   dead, no gradient leaves it), and its SSIM ranking, hence the split, is noise.
   Measured in the `cpu` preset: 2.1-2.3 when stuck, 0.13-0.22 when trained
-  (BUILD_NOTES.md, section 2).
+  (BUILD_NOTES.md, "The method").
   """
   mask = (jnp.arange(images.shape[0]) < count).astype(images.dtype)
   n = jnp.maximum(jnp.sum(mask), 1.0)

@@ -25,11 +25,13 @@ from dsplit_jax.split import Split, plateau_ratio, split_by_ssim, ssim_scores  #
 
 # Every random stream of a job is `fold_in(job_key, PHASE)`, then `fold_in(., step)`.
 PHASE_AE, PHASE_CLASSIFIER = 1, 2
-# Which pairs of a batch the closeness and dispersion losses see (BUILD_NOTES.md, 6):
+# Which pairs of a batch the closeness and dispersion losses see (BUILD_NOTES.md,
+# "The method"):
 # "neighbours": B + 1 images give the B pairs (i, i + 1); "all": B images give all
 # B(B - 1)/2 pairs i < j, from the same one forward pass.
 PAIRINGS = ("neighbours", "all")
-# How the three losses of dsplit take turns ("step by step", section 2.3, BUILD_NOTES.md):
+# How the three losses of dsplit take turns ("step by step", the paper's section 2.3;
+# BUILD_NOTES.md, "The method"):
 # "interleaved": one step of each in every iteration; "epochs": one epoch of each in
 # turn, as three Keras models sharing layers fitted for an epoch each would (closeness
 # over the typical images, intra-class over the normal set, dispersion over the
@@ -279,7 +281,7 @@ LR_DECAYS = ("none", "cosine")
 
 
 def learning_rate(phase_config: ml_collections.ConfigDict) -> optax.ScalarOrSchedule:
-  """An optional linear warm-up (see BUILD_NOTES.md: the autoencoder), then constant or
+  """An optional linear warm-up (see BUILD_NOTES.md, "The method"), then constant or
   a cosine decay to 0 at `steps` (`lr_decay`; each loss's Adam counts its own steps).
   A constant rate stays a float: the optimiser state of earlier checkpoints."""
   peak, warmup = phase_config.learning_rate, phase_config.get("warmup_steps", 0)

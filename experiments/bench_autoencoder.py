@@ -1,6 +1,6 @@
 """Benchmark: is the splitting autoencoder trained? Final MSE and SSIM-baseline AUC per class.
 
-  DSPLIT_DATA_DIR=../shared/datasets python -m experiments.bench_autoencoder --classes=4,7 --set=ae.warmup_steps=200
+  python -m experiments.bench_autoencoder --classes=4,7 --set=ae.warmup_steps=200
 
 An autoencoder stuck on the plateau (MSE ~0.1 on MNIST, plateau ratio > 1: worse than
 the class's mean image) ranks images at random, so the split, and every method built on

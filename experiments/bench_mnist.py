@@ -1,6 +1,6 @@
 """Benchmark: our method on all ten classes of a dataset, one seed, beside the paper.
 
-  DSPLIT_DATA_DIR=../shared/datasets python -m experiments.bench_mnist --dataset=mnist --preset=cpu --workdir=/tmp/bench_mnist
+  python -m experiments.bench_mnist --dataset=mnist --preset=cpu --workdir=bench_mnist
 
 Each class is its own single-job run (on a 2-core CPU a vmapped stack of jobs is not
 faster, see BUILD_NOTES.md); records go to <workdir>/results.jsonl, so a killed

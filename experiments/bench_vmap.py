@@ -2,7 +2,7 @@
 vmapped run of all classes; prints images/s, wall time, speed-up b/a, peak memory and
 achieved GFLOP/s beside a large matmul's GFLOP/s measured in the same process.
 
-  DSPLIT_DATA_DIR=../shared/datasets python -m experiments.bench_vmap --classes=0,1,2,3 --steps=50
+  python -m experiments.bench_vmap --classes=0,1,2,3 --steps=50
   ... --set=model.conv_impl=xla   # lax.conv (host loop on CPU)
 
 Both ways train the autoencoder and the classifier of every class for `--steps` steps

@@ -1,7 +1,7 @@
 """Does a job's result depend on the jobs beside it? One job trained alone, in two jobs
 and in four (MNIST digits 0 and 1, seeds 0 and 1), with `job_map` map or vmap.
 
-  DSPLIT_DATA_DIR=../shared/datasets python -m experiments.check_job_map --job_map=map
+  python -m experiments.check_job_map --job_map=map
 
 Prints the largest difference of job 0's scores and SSIMs from its single-job run.
 """

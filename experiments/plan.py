@@ -17,10 +17,10 @@ the preset's step counts) and a PREDICTED wall time per target from its publishe
 FLOP/s at an assumed utilisation (`--utilisation`), with a warning where a run of
 `--jobs` jobs would not fit a target's memory and the job count that would.
 
-What the figures are (BUILD_NOTES.md, "Planner"): XLA:CPU's analyses of the programs an
-accelerator would run with `--conv_impl=xla` (lax.conv, its lowering off CPU). FLOPs
-are the program's own (2 per multiply-add), independent of the backend; memory is
-XLA:CPU's buffer assignment, which does not model a TPU's tiled layouts (minor
+What the figures are (BUILD_NOTES.md, "The planner"): XLA:CPU's analyses of the
+programs an accelerator would run with `--conv_impl=xla` (lax.conv, its lowering off
+CPU). FLOPs are the program's own (2 per multiply-add), independent of the backend;
+memory is XLA:CPU's buffer assignment, which does not model a TPU's tiled layouts (minor
 dimensions padded to 128 lanes) or a GPU's convolution workspaces. Treat both as
 estimates for the accelerator, exact for this CPU.
 """
@@ -46,7 +46,7 @@ AUTOENCODER_METHODS = methods_lib.names(needs_split=True)  # share one autoencod
 _WHY_EXCLUDED = {
     "dsvdd": "Deep SVDD trains its own LeNet-type networks (dsplit_jax/baselines/dsvdd.py), "
              "not the programs planned here; measured on this CPU at 1.59 s + 0.72 s per "
-             "epoch for one MNIST class (BUILD_NOTES.md, section 6)",
+             "epoch for one MNIST class (BUILD_NOTES.md, \"Baselines\")",
     "classical": "scikit-learn on the host CPU, not on the accelerator",
 }
 # Methods whose cost is not in the planned programs, and why (by their scorer).
@@ -65,7 +65,7 @@ class Target:
 
 
 GiB = 2 ** 30
-# Published peaks (sources in BUILD_NOTES.md, "Planner"). Our programs are float32:
+# Published peaks (sources in BUILD_NOTES.md, "The planner"). Our programs are float32:
 # on a GPU, XLA runs f32 matmuls and convolutions on TF32 tensor cores at JAX's default
 # precision, so the H200's figure is dense TF32 (H100 SXM's 494.7 TFLOP/s; the H200 is
 # the same GH100 compute with more memory); on a TPU, default precision multiplies f32

@@ -270,7 +270,8 @@ def autoencoder_line(recs, rho=paper.RHO) -> str:
   """One line under Table 1: did any split come from a stuck autoencoder? Records of
   the split methods carry the final plateau ratio of their job's autoencoder
   (reconstruction MSE over the mean image's; above the config's `ae.plateau_ratio`,
-  1, it is stuck: BUILD_NOTES.md, section 2); records written before session 6 lack it."""
+  1, it is stuck: BUILD_NOTES.md, "The method"); records without `ae_plateau_ratio`
+  are counted as not recording it."""
   ratio, limit, total = {}, {}, set()
   for r in recs:
     if r.get("rho") != rho or not methods_lib.get(r["method"]).needs_split:
@@ -283,7 +284,7 @@ def autoencoder_line(recs, rho=paper.RHO) -> str:
   if not total:
     return ""
   text = (f"Splitting autoencoders: {len(ratio)} of {len(total)} jobs record their "
-          "plateau ratio (records before session 6 lack it)")
+          "plateau ratio (the others' records have no `ae_plateau_ratio`)")
   if not ratio:
     return text + ".\n"
   worst = max(ratio, key=ratio.get)

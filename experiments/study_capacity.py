@@ -1,4 +1,4 @@
-"""Capacity study (issue 12, item 5): does the AUC of dsplit and nnwds grow with the
+"""Capacity study: does the AUC of dsplit and nnwds grow with the
 classifier's width and training steps, and does the gain of dsplit over nnwds?
 
   python -m experiments.study_capacity --stage=run --workdir=W      # the cells, resumable
@@ -7,7 +7,7 @@ classifier's width and training steps, and does the gain of dsplit over nnwds?
 Each variant scales the preset's classifier: every convolution and dense width times
 `width`, `train.steps` times `steps`. The splitting autoencoder is not touched, so all
 variants of a (class, seed) share one cached autoencoder and one split, and each
-dsplit - nnwds difference is a clean pair (BUILD_NOTES.md, section 8: the split alone
+dsplit - nnwds difference is a clean pair (BUILD_NOTES.md, "Results": the split alone
 moves a class by up to 7 points). The cells are cells of the Table 1 grid
 (`experiments.table1`): same work dir, records and resuming; x1 is Table 1's own cell.
 The report reads records only, so it runs while a cell trains.

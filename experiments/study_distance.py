@@ -235,8 +235,8 @@ def _parser():
   p.add_argument("--preset", default=None, help="Default: paper on an accelerator, else cpu.")
   p.add_argument("--data_dir", default=None)
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="Config override for every cell, as experiments.table1's (e.g. the "
-                      "750-step autoencoder of the tables before session 12).")
+                 help="Config override for every cell, as experiments.table1's (e.g. "
+                      "ae.steps=750 for a 750-step splitting autoencoder).")
   return p
 
 

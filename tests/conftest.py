@@ -6,7 +6,7 @@ import tempfile
 
 import pytest
 
-# One persistent compilation cache per test session, inherited by the subprocesses the
+# One persistent compilation cache per test run, inherited by the subprocesses the
 # tests start (CLI, grid, planner): most of the suite's time is XLA compiling the same
 # small programs again in each new process. Same executables, so the same numbers.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="dsplit-jax-cache-"))
@@ -38,7 +38,7 @@ def mnist_dir(datasets_dir):
   return path
 
 
-# The files that take longest (CPU-s of `pytest -n 0`, session 9), longest first.
+# The files that take longest (CPU seconds under `pytest -n 0`), longest first.
 # xdist hands out whole files (`--dist loadfile`) in collection order
 # (`--no-loadscope-reorder`; its default puts the files with most tests first, which
 # left one-test files of minutes to the end, one worker busy and the other idle).

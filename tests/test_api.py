@@ -206,7 +206,7 @@ def test_load_names_the_damaged_file(tmp_path):
 
 def test_a_detector_saved_before_newer_config_fields_still_loads(tmp_path):
   """Detectors saved by earlier versions lack fields added since (`job_map`; Deep
-  SVDD's settings, which held only the presets' epochs before issue 15); those fields
+  SVDD's settings, of which older configs held only the presets' epochs); those fields
   take their defaults, so the detector loads and scores as saved."""
   import json
   import jax

@@ -12,7 +12,7 @@ def test_a_job_alone_equals_the_job_beside_others(mnist_dir):
   # The `cpu` preset's networks and optimiser at a short budget, its default job_map on
   # CPU ("map"). With "vmap" digit 0 differed by up to 0.24 in its scores (test preset,
   # 40 + 40 steps) and by 1 AUC point (cpu preset, 250 + 250 steps) between one job and
-  # four (BUILD_NOTES.md, "One job, one result").
+  # four (BUILD_NOTES.md, "Performance").
   config = configs.get_preset("cpu")
   assert pipeline.job_map(config) == "map"
   config.ae.steps = config.ae.chunk_steps = config.ae.warmup_steps = 10

@@ -8,13 +8,13 @@ Deep SVDD is the one exception (see `_TOLERANT`). The config hashes that decide 
 records of a work dir are reused are pinned too.
 
 The stored values were made on the project's 2-core CPU machine (jax 0.10.2) by the
-code of main at 9dbace0, before issue 15's refactor, with
+code of main at 9dbace0, before the orchestration refactor, with
 
-    DSPLIT_DATA_DIR=../shared/datasets python -m tests.test_pinned_results --write
+    DSPLIT_DATA_DIR=DIR python -m tests.test_pinned_results --write
 
-At the merge of issue 15 into main, dsplit, nnwds and ssim were pinned again for
-`job_map=map`, what `auto` picks on CPU since main's "one job, one result" change (one
-job after another instead of vmapped beside the other job): main at cc28463 and the
+(DIR holding mnist/). At the merge of the orchestration refactor into main, dsplit,
+nnwds and ssim were pinned again for `job_map=map`, what `auto` picks on CPU (one job
+after another instead of vmapped beside the other job): main at cc28463 and the
 merge give those values bit for bit, and the merge with `job_map=vmap` still gives the
 9dbace0 values bit for bit. The classical baselines and Deep SVDD do not map jobs
 through `pipeline` and kept their 9dbace0 values.
@@ -42,8 +42,9 @@ ALL_METHODS = ("dsplit", "naive_nn", "nnwds", "ssim", "dsvdd", "ocsvm", "hog_ocs
 CLASSES = (0, 1)
 PICKED = (0, 1, 2, 3, 1234, 5678, 9999)  # test images whose raw scores are stored
 STUDY = pathlib.Path(__file__).parents[1] / "studies" / "cpu" / "results.jsonl"
-# Deep SVDD's convolutions were rewritten on `layers.conv_modules` in issue 15 (item 3):
-# the same function with another summation order, so its scores round differently.
+# Deep SVDD's convolutions run on `layers.conv_modules`, the same function as the
+# lax.conv of the pinned values with another summation order, so its scores round
+# differently.
 _TOLERANT = {"dsvdd": dict(auc=2e-3, scores=1e-2)}
 
 
@@ -131,8 +132,8 @@ def test_scores_are_the_pinned_ones(method, computed, pinned):
 
 def test_config_hashes_are_the_pinned_ones(pinned):
   assert config_hashes() == pinned["config_hashes"]
-  # Written out: the cpu preset's dsplit config for MNIST (the 250-step autoencoder of
-  # session 12; "ef0beb88ef0c" with 750 steps). Its records in studies/cpu are reused
+  # Written out: the cpu preset's dsplit config for MNIST (its 250-step autoencoder;
+  # "ef0beb88ef0c" with ae.steps=750). Its records in studies/cpu are reused
   # only while this holds.
   assert pinned["config_hashes"]["cpu"]["dsplit"] == "bb187536c3c1"
 
@@ -152,8 +153,8 @@ def test_committed_study_cells_keep_their_hashes():
     for key in ("conv_features", "dense_features"):
       config.model[key] = tuple(r["config"]["model"][key])
     config.train.steps = r["config"]["train"]["steps"]
-    # The splitting autoencoder the record was made with (the `cpu` preset's budget
-    # changed in session 12; BUILD_NOTES.md, section 7).
+    # The splitting autoencoder the record was made with (the records hold both the
+    # 750-step and the 250-step `cpu` budgets; BUILD_NOTES.md, "Results").
     for key in ("steps", "warmup_steps", "chunk_steps"):
       config.ae[key] = r["config"]["ae"][key]
     config.ae.output_bias = r["config"]["ae"].get("output_bias", "zero")  # added later

@@ -83,7 +83,7 @@ def test_new_fields_at_their_old_behaviour_keep_old_hashes():
   # the same config hash and autoencoder cache as a config without the field.
   config = configs.get_preset("cpu")
   legacy = configs.get_preset("cpu")
-  config.ae.output_bias = "zero"  # the `cpu` preset starts at "mean_logit" since session 12
+  config.ae.output_bias = "zero"  # explicit, whatever the preset's own start is
   with legacy.unlocked():
     del legacy.ae["output_bias"]
   assert configs.config_hash(config) == configs.config_hash(legacy)
@@ -142,8 +142,8 @@ def test_job_map_stays_out_of_the_hashes():
     config.dataset, config.job_map = "fashion_mnist", job_map
     hashes.add((configs.config_hash(config), _ae_dir(config)))
   assert len(hashes) == 1
-  # studies/cpu/results.jsonl's dsplit cells ("f5d0430a66af" before session 12's
-  # 250-step autoencoder)
+  # studies/cpu/results.jsonl's dsplit cells ("f5d0430a66af" with a 750-step
+  # autoencoder instead of the preset's 250)
   assert next(iter(hashes))[0] == "ed7f3bdcafa3"
 
 

@@ -234,7 +234,7 @@ def test_stuck_autoencoders_are_trained_again_and_the_others_untouched(programs,
 
 def test_a_restart_starts_at_the_mean_pixels_logit(pool, monkeypatch):
   # New keys alone left MNIST digit 1 seed 1 black on three tries; the restart also
-  # moves the start of the decoder's output bias (BUILD_NOTES.md, section 2).
+  # moves the start of the decoder's output bias (BUILD_NOTES.md, "The method").
   images, idx, count = pool
   config = _config()
   config.ae.steps, config.ae.restarts = 0, 1  # params = the start of each try
@@ -260,7 +260,8 @@ def test_a_restart_starts_at_the_mean_pixels_logit(pool, monkeypatch):
 
 def test_an_untrained_autoencoder_counts_as_stuck(pool):
   # At initialisation the output is noise around 0.5, further from the digits than their
-  # mean image. (Trained `cpu`-preset autoencoders: 0.13-0.22, BUILD_NOTES.md, section 2.)
+  # mean image. (Trained `cpu`-preset autoencoders: 0.13-0.22; BUILD_NOTES.md,
+  # "The method".)
   images, idx, count = pool
   config = _config()
   config.ae.steps = 0

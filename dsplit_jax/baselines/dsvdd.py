@@ -491,7 +491,7 @@ def train_and_score(cfg, pool, job_idx, job_counts, job_keys, test_images, *,
 # training images (`datasets/mnist.py`); `prep` computes the same from the IDX files to
 # float32 precision (tests/baselines/test_dsvdd.py). A Fashion-MNIST run made by
 # swapping the dataset in that code keeps these bounds: "gcn_minmax_mnist" does that on
-# purpose (BUILD_NOTES.md, section 7, the DSVDD column).
+# purpose (BUILD_NOTES.md, "Baselines").
 MNIST_GCN_MINMAX = (
     (-0.8826567065619495, 9.001545489292527), (-0.6661464580883915, 20.108062262467364),
     (-0.7820454743183202, 11.665100841080346), (-0.7645772083211267, 12.895051191467457),

@@ -91,7 +91,7 @@ def from_saved(saved: dict) -> ml_collections.ConfigDict:
 
   JSON turned the presets' tuples into lists; they come back as tuples (the presets
   hold no lists), so every config the code sees has hashable widths. Fields the library
-  gained after it was saved (`job_map`, the Deep SVDD fields of issue 15, ...) take the
+  gained after it was saved (`job_map`, Deep SVDD's training fields, ...) take the
   base defaults, which reproduce the behaviour it was fit with; every saved field keeps
   its saved value.
   """
@@ -234,13 +234,13 @@ _JOB_FIELDS = ("normal_classes", "seeds", "data_dir", "method", "job_map")
 _DISTANCE_HEAD_FIELDS = (("model", "distance_head"), ("model", "latent"), ("train", "pairs"),
                          ("train", "schedule"))
 # Fields only the splitting autoencoder reads (the split methods': dsplit, nnwds, ssim):
-# the other methods' hashes ignore them, so a change of the autoencoder (the `cpu`
-# preset's budget in session 12) keeps every baseline's and naive_nn's records valid.
+# the other methods' hashes ignore them, so a change of the autoencoder (e.g. the `cpu`
+# preset's autoencoder budget) keeps every baseline's and naive_nn's records valid.
 _SPLIT_FIELDS = (("ae", None), ("model", "ae_conv_features"), ("model", "ae_code_features"))
 # Fields added after records and cached autoencoders were written: at the value that
 # reproduces the earlier behaviour they stay out of every hash, so those stay valid.
-# Deep SVDD's fields joined the config in issue 15 (before, `dsvdd` held only what a
-# preset changed, laid over the same defaults).
+# Deep SVDD's training fields are among them: older configs' `dsvdd` held only what a
+# preset changed, laid over the same defaults.
 def _compatible_defaults() -> dict:
   from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
   return {("ae", "output_bias"): "zero", ("model", "latent"): "dense",

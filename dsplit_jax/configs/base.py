@@ -18,28 +18,29 @@ def get_config() -> ml_collections.ConfigDict:
   c.data_dir = ""
   c.image_size = 32              # folder datasets are resized to this (multiple of 4)
 
-  # Networks (section 3.1); widths are AlexNet's in `paper`.
+  # Networks (the paper's section 3.1); widths are AlexNet's in `paper`.
   c.model = ml_collections.ConfigDict()
   c.model.conv_features = (96, 256, 384, 384, 256)
   c.model.dense_features = (4096, 4096)
   # Distance subnetwork (models.DISTANCE_HEADS): "paper_literal" is the paper's
   # dense(z_i - z_j), antisymmetric, so its pair losses stay at log 2; the default is
-  # chosen by the distance-head study (BUILD_NOTES.md, section 6).
+  # chosen by the distance-head study (BUILD_NOTES.md, "Results").
   c.model.distance_head = "abs_difference"
   # Where the distance head reads z (models.LATENTS): "dense" after AlexNet's dense
   # layers, "conv" after its convolutions (AlexNet's own features/classifier split).
   c.model.latent = "dense"
   # Dropout rate after each of the classifier's dense layers (AlexNet has 0.5 there; the
-  # paper does not say): 0 = none, how every record before session 11 was trained.
+  # paper does not say): 0 = none, as in every record whose config has no
+  # `model.dropout`.
   c.model.dropout = 0.0
-  # The classifier's initialisation (models.INITS): "he_normal" (ours, BUILD_NOTES.md
-  # section 2) or "glorot_uniform", Keras' default for the authors' TensorFlow layers.
+  # The classifier's initialisation (models.INITS): "he_normal" (ours, BUILD_NOTES.md,
+  # "The method") or "glorot_uniform", Keras' default for the authors' TensorFlow layers.
   # The splitting autoencoder always starts from He.
   c.model.init = "he_normal"
   # How convolutions are lowered (the same function, see layers.py): "patches" (im2col
   # matrix products), "xla" (lax.conv), "auto" = patches on CPU, xla elsewhere. On
   # XLA:CPU, lax.conv is slow when vmapped over jobs (grouped convolutions) and when
-  # differentiated inside lax.scan; patches are not (BUILD_NOTES.md, sections 3-4).
+  # differentiated inside lax.scan; patches are not (BUILD_NOTES.md, "Performance").
   c.model.conv_impl = "auto"  # both networks
   c.model.ae_conv_features = (96, 256, 384, 384, 256)
   c.model.ae_code_features = 256
@@ -56,7 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
   # A job whose reconstructions are further from its images than its mean image is
   # (MSE ratio > 1; trained: 0.13-0.22, stuck on the plateau: 2.1-2.3 in the `cpu`
   # preset) is trained again from a new initialisation, at most `restarts` times
-  # (BUILD_NOTES.md, section 2).
+  # (BUILD_NOTES.md, "The method").
   c.ae.plateau_ratio = 1.0
   c.ae.plateau_images = 512
   c.ae.restarts = 2
@@ -65,7 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   # of the job's mean pixel; train.init_ae_state says why).
   c.ae.output_bias = "zero"
 
-  # Classifier: the three losses of section 2.3 applied in turn every step.
+  # Classifier: the three losses of the paper's section 2.3 applied in turn every step.
   c.train = ml_collections.ConfigDict()
   c.train.steps = 6000
   c.train.batch_size = 64        # paper
@@ -73,7 +74,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.adam_eps = 1e-7
   c.train.warmup_steps = 0
   # Learning-rate decay over the run (the paper does not say): "none" keeps Adam's rate
-  # constant (every record before session 13), "cosine" decays it to 0 at the last step.
+  # constant (as in every record whose config has no `train.lr_decay`), "cosine" decays
+  # it to 0 at the last step.
   c.train.lr_decay = "none"
   c.train.weight_decay = 1e-6    # paper: L2 on every conv layer
   c.train.atypical_fraction = 0.5  # share of atypical images in an intra-class batch
@@ -103,7 +105,8 @@ def get_config() -> ml_collections.ConfigDict:
   # config hash (like the device count): records carry the one used.
   c.job_map = "auto"
 
-  # Classical baselines (Table 1, section 3.1); see dsplit_jax/baselines/classical.py.
+  # Classical baselines (the paper's Table 1 and section 3.1); see
+  # dsplit_jax/baselines/classical.py.
   c.classical = ml_collections.ConfigDict()
   c.classical.preprocessing = "none"   # pixels in [0, 1] (measured faithful); or "gcn_minmax"
   c.classical.ocsvm_nu = 0.15

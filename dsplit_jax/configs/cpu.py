@@ -19,10 +19,10 @@ def get_config():
   # A coarse splitting autoencoder ranks the normal class better than one that also
   # reconstructs the other classes: on Fashion-MNIST the SSIM AUC falls monotonically from
   # 250 to 1500 steps, and 250 steps raised dsplit by +2.0 (Fashion-MNIST) and +0.3
-  # (MNIST) over 750, 3 seeds each (BUILD_NOTES.md, section 7, sessions 9-12).
+  # (MNIST) over 750, 3 seeds each (BUILD_NOTES.md, "Results").
   c.ae.steps = 250
   # Warm-up over the whole run: with 200 of 750 steps digits 4 and 7 (seed 0) stayed on
-  # the mean-image plateau (MSE 0.10, SSIM AUC 50); BUILD_NOTES.md, section 2. The zero
+  # the mean-image plateau (MSE 0.10, SSIM AUC 50); BUILD_NOTES.md, "The method". The zero
   # output-bias start is kept for the first try (a "mean_logit" start fits more within
   # 250 steps and splits Fashion-MNIST worse, -0.8 SSIM AUC over 3 seeds); a job left on
   # the plateau is restarted from the mean pixel's logit (`ae.restarts`).

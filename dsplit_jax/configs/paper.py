@@ -16,6 +16,6 @@ def get_config():
   # plateau: its decoder collapsed to a black output within 60 steps (plateau ratio
   # 2.22), while the warm-up was still at lr <= 3e-4. Starting the output bias at the
   # logit of the class's mean pixel, the same job trained (ratio 0.92 after 40 steps,
-  # MSE falling). One class, one seed, a short CPU run: BUILD_NOTES.md, issue 16.
+  # MSE falling). One class, one seed, a short CPU run: BUILD_NOTES.md, "The planner".
   c.ae.output_bias = "mean_logit"
   return c

@@ -39,7 +39,7 @@ class File(typing.NamedTuple):
   hashed: str  # "content": of the gunzipped bytes (IDX); "file": of the file as served.
 
 
-# SHA-256 of the uncompressed IDX files (checked against /work/shared/datasets/README.md
+# SHA-256 of the uncompressed IDX files (checked against the offline data's README
 # and Debian's dataset-fashion-mnist) and of the CIFAR-10 archive (the value published
 # with tensorflow-datasets and torchvision; its MD5 is the one on the Toronto page).
 FILES = {

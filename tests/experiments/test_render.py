@@ -209,8 +209,8 @@ def test_table1_prefers_the_presets_default_config_and_says_preset_and_seeds(tmp
   assert "†" not in text
   # Without default-config records the latest config is kept, as before.
   assert render.default_config_hash("nope", "mnist", "dsplit", 10.0) is None
-  # ... and marked where other columns are at the preset's current config (an older
-  # preset's records, e.g. before the 250-step autoencoder of session 12).
+  # ... and marked where other columns are at the preset's current config (records of
+  # an older version of the preset, e.g. one with another autoencoder budget).
   _log(tmp_path / "results.jsonl", aucs={(0, "ocsvm", 10.0): [0.7]}, preset="cpu",
        config_hash="older")
   rows, methods = render.table1_rows(render.load_records(str(tmp_path)))

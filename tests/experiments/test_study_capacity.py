@@ -63,7 +63,7 @@ def test_bad_classes_are_a_one_line_error(capsys):
 
 
 def test_set_items_apply_to_every_cell_and_are_what_gets_scaled(capsys):
-  # The tables before session 12 used a 750-step autoencoder: --set reproduces them.
+  # --set reproduces cells of another config, e.g. ones with a 750-step autoencoder.
   extra = ["ae.steps=30", "train.steps=20", "model.dense_features=(5,6)"]
   cells = study.cells("test", None, extra=extra)
   for (width, steps), cell in cells:
