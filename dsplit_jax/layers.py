@@ -13,7 +13,7 @@ carry over between `conv_impl="xla"` and `"patches"`.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -78,14 +78,19 @@ class PatchConv(nn.Module):
   use_bias: bool = True
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros_init()
+  # The compute dtype, as flax's `dtype`: parameters stay float32 (`param_dtype`), input
+  # and parameters are cast to it for the product.
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
     ks = tuple(self.kernel_size)
     kernel = self.param("kernel", self.kernel_init, ks + (x.shape[-1], self.features))
+    bias = self.param("bias", self.bias_init, (self.features,)) if self.use_bias else None
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = self._convolve(x, kernel, ks, _pairs(self.strides))
-    if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (self.features,))
+    if bias is not None:
+      y = y + bias
     return y
 
   def _convolve(self, x, kernel, ks, strides):
@@ -215,14 +220,11 @@ class PatchConvTranspose(PatchConv):
     return conv_transpose_patches(x, kernel, strides, pads)
 
 
-def conv_modules(impl: str, kernel_init: Callable):
-  """(Conv, ConvTranspose) constructors for `impl`, with `kernel_init`."""
+def conv_modules(impl: str, kernel_init: Callable, dtype=None):
+  """(Conv, ConvTranspose) constructors for `impl`, with `kernel_init` and the compute
+  `dtype` (None: the inputs' and parameters' own, float32)."""
   impl = resolve_conv_impl(impl)
-  if impl == "xla":
-    return (functools.partial(nn.Conv, kernel_init=kernel_init),
-            functools.partial(nn.ConvTranspose, kernel_init=kernel_init))
-  if impl == "taps":
-    return (functools.partial(TapsConv, kernel_init=kernel_init),
-            functools.partial(PatchConvTranspose, kernel_init=kernel_init))
-  return (functools.partial(PatchConv, kernel_init=kernel_init),
-          functools.partial(PatchConvTranspose, kernel_init=kernel_init))
+  conv, conv_t = {"xla": (nn.Conv, nn.ConvTranspose), "taps": (TapsConv, PatchConvTranspose),
+                  "patches": (PatchConv, PatchConvTranspose)}[impl]
+  return (functools.partial(conv, kernel_init=kernel_init, dtype=dtype),
+          functools.partial(conv_t, kernel_init=kernel_init, dtype=dtype))

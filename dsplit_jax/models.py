@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -70,11 +70,12 @@ class AlexNetFeatures(nn.Module):
   conv_impl: str = "auto"        # see layers.py: same function, different lowering
   dropout: float = 0.0           # AlexNet's dropout after each dense layer (0: none)
   kernel_init: Callable = _he
+  dtype: Any = None              # compute dtype (`model.dtype`); parameters stay float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     c1, c2, c3, c4, c5 = self.conv_features
-    Conv, _ = layers.conv_modules(self.conv_impl, self.kernel_init)
+    Conv, _ = layers.conv_modules(self.conv_impl, self.kernel_init, self.dtype)
     x = _pool(nn.relu(Conv(c1, (5, 5), name="conv1")(x)))
     x = _pool(nn.relu(Conv(c2, (5, 5), name="conv2")(x)))
     x = nn.relu(Conv(c3, (3, 3), name="conv3")(x))
@@ -82,7 +83,8 @@ class AlexNetFeatures(nn.Module):
     x = _pool(nn.relu(Conv(c5, (3, 3), name="conv5")(x)))
     conv = x = x.reshape(x.shape[:-3] + (-1,))
     for i, width in enumerate(self.dense_features):
-      x = nn.relu(nn.Dense(width, kernel_init=self.kernel_init, name=f"dense{i + 1}")(x))
+      x = nn.relu(nn.Dense(width, kernel_init=self.kernel_init, dtype=self.dtype,
+                           name=f"dense{i + 1}")(x))
       if self.dropout:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return x, conv
@@ -115,6 +117,7 @@ class DistanceHead(nn.Module):
   """
   kind: str = "abs_difference"
   kernel_init: Callable = nn.initializers.lecun_normal()
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, z_i, z_j):
@@ -122,7 +125,8 @@ class DistanceHead(nn.Module):
     if self.kind in ("paper_literal", "abs_difference", "squared_difference"):
       features = {"paper_literal": dz, "abs_difference": jnp.abs(dz),
                   "squared_difference": jnp.square(dz)}[self.kind]
-      return nn.Dense(1, kernel_init=self.kernel_init, name="dense")(features)[..., 0]
+      return nn.Dense(1, kernel_init=self.kernel_init, dtype=self.dtype,
+                      name="dense")(features)[..., 0]
     if self.kind == "metric":
       d2, a0, b0 = jnp.mean(jnp.square(dz), axis=-1), 1.0, 0.0
     elif self.kind == "metric_normalized":
@@ -159,15 +163,19 @@ class OneClassNet(nn.Module):
   latent: str = "dense"
   dropout: float = 0.0
   weight_init: str = "he_normal"  # INITS (`init` is the Module's method)
+  # Compute dtype (`model.dtype`): None or float32, or bfloat16 on accelerators.
+  # Parameters, and what leaves the network (logits, z), are float32, so the losses
+  # and the optimiser run in float32 whatever it is.
+  dtype: Any = None
 
   def setup(self):
     if self.latent not in LATENTS:
       raise ValueError(f"latent must be one of {', '.join(LATENTS)}, got {self.latent!r}")
     features_init, output_init = _kernel_inits(self.weight_init)
     self.features = AlexNetFeatures(self.conv_features, self.dense_features, self.conv_impl,
-                                    self.dropout, features_init)
-    self.classifier = nn.Dense(1, kernel_init=output_init)
-    self.distance = DistanceHead(self.distance_head, output_init)
+                                    self.dropout, features_init, self.dtype)
+    self.classifier = nn.Dense(1, kernel_init=output_init, dtype=self.dtype)
+    self.distance = DistanceHead(self.distance_head, output_init, self.dtype)
 
   def __call__(self, x, train: bool = False):
     """Returns (logit of "atypical/abnormal", latent z).
@@ -176,10 +184,10 @@ class OneClassNet(nn.Module):
     """
     hidden, conv = self.features(x, train)
     z = hidden if self.latent == "dense" else conv
-    return self.classifier(hidden)[..., 0], z
+    return (self.classifier(hidden)[..., 0].astype(jnp.float32), z.astype(jnp.float32))
 
   def distance_logit(self, z_i, z_j):
-    return self.distance(z_i, z_j)
+    return self.distance(z_i, z_j).astype(jnp.float32)
 
   def init_all(self, x):
     logit, z = self(x)
@@ -205,11 +213,12 @@ class Autoencoder(nn.Module):
   channels: int = 1
   image_size: int = 28
   conv_impl: str = "auto"
+  dtype: Any = None  # compute dtype; the reconstruction is float32 (MSE, SSIM)
 
   @nn.compact
   def __call__(self, x):
     c1, c2, c3, c4, c5 = self.conv_features
-    Conv, ConvTranspose = layers.conv_modules(self.conv_impl, _he)
+    Conv, ConvTranspose = layers.conv_modules(self.conv_impl, _he, self.dtype)
     s = _bottleneck_size(self.image_size)
     x = nn.relu(Conv(c1, (5, 5), strides=2, name="conv1")(x))
     x = nn.relu(Conv(c2, (5, 5), strides=2, name="conv2")(x))
@@ -223,7 +232,7 @@ class Autoencoder(nn.Module):
     x = nn.relu(ConvTranspose(c2, (3, 3), name="deconv3")(x))
     x = nn.relu(ConvTranspose(c1, (5, 5), strides=(2, 2), name="deconv2")(x))
     x = ConvTranspose(self.channels, (5, 5), strides=(2, 2), name="deconv1")(x)
-    return nn.sigmoid(x)
+    return nn.sigmoid(x.astype(jnp.float32))
 
 
 def conv_kernel_l2(params) -> jax.Array:

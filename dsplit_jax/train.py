@@ -56,7 +56,8 @@ def make_autoencoder(config: ml_collections.ConfigDict, image_shape) -> models.A
   h, _, c = image_shape
   return models.Autoencoder(config.model.ae_conv_features,
                             config.model.ae_code_features, channels=c, image_size=h,
-                            conv_impl=config.model.conv_impl)
+                            conv_impl=config.model.conv_impl,
+                            dtype=compute_dtype(config))
 
 
 def make_classifier(config: ml_collections.ConfigDict) -> models.OneClassNet:
@@ -67,7 +68,20 @@ def make_classifier(config: ml_collections.ConfigDict) -> models.OneClassNet:
                             # Configs saved before the field existed meant "dense".
                             latent=config.model.get("latent", "dense"),
                             dropout=config.model.get("dropout", 0.0),
-                            weight_init=config.model.get("init", "he_normal"))
+                            weight_init=config.model.get("init", "he_normal"),
+                            dtype=compute_dtype(config))
+
+
+# `model.dtype`: the networks' compute dtype. "float32" keeps every result as it was
+# (None: flax's own promotion of float32 inputs and parameters).
+DTYPES = ("float32", "bfloat16")
+
+
+def compute_dtype(config):
+  name = config.model.get("dtype", "float32")
+  if name not in DTYPES:
+    raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+  return None if name == "float32" else jnp.dtype(name)
 
 
 def sample_positions(key, count, size: int, batch_size: int) -> jax.Array:

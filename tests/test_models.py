@@ -230,3 +230,39 @@ def test_glorot_init_is_keras_default_on_every_classifier_kernel():
   assert np.asarray(conv2(he)).std() > 1.2 * np.asarray(conv2(glorot)).std()  # He: 2/fan_in
   with pytest.raises(ValueError, match="init must be one of"):
     params("orthogonal")
+
+
+@pytest.mark.parametrize("conv_impl", ["patches", "xla"])
+def test_bfloat16_computes_in_bf16_keeps_float32_params_and_outputs(conv_impl):
+  """model.dtype=bfloat16: the same parameters (float32), float32 outputs, and logits
+  within bf16 rounding of the float32 network's (8 mantissa bits: ~1 % per layer)."""
+  x = jax.random.uniform(jax.random.PRNGKey(1), (8, 28, 28, 1))
+  nets = {d: models.OneClassNet((8, 16, 16, 16, 8), (32, 32), conv_impl=conv_impl,
+                                dtype=None if d == "float32" else jnp.bfloat16)
+          for d in ("float32", "bfloat16")}
+  params = nets["float32"].init(jax.random.PRNGKey(0), x, method=models.OneClassNet.init_all)
+  params_bf = nets["bfloat16"].init(jax.random.PRNGKey(0), x,
+                                    method=models.OneClassNet.init_all)
+  assert all(a.dtype == jnp.float32 and np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(params), jax.tree.leaves(params_bf)))
+  (logit32, z32), (logit16, z16) = (nets[d].apply(params, x) for d in ("float32", "bfloat16"))
+  assert logit16.dtype == z16.dtype == jnp.float32
+  assert not np.array_equal(logit16, logit32)  # it really computed in bf16
+  scale = float(np.abs(logit32).max()) + 1e-6
+  np.testing.assert_allclose(logit16, logit32, atol=0.05 * scale)
+  ae = models.Autoencoder((4, 8, 8, 8, 8), 8, channels=1, image_size=28, conv_impl=conv_impl,
+                          dtype=jnp.bfloat16)
+  out = ae.apply(ae.init(jax.random.PRNGKey(0), x), x)
+  assert out.dtype == jnp.float32 and out.shape == x.shape
+
+
+def test_float32_is_the_default_and_unchanged():
+  """dtype None (model.dtype=float32) is the network every record was trained with."""
+  x = jax.random.uniform(jax.random.PRNGKey(1), (4, 28, 28, 1))
+  net = models.OneClassNet((8, 16, 16, 16, 8), (32, 32), conv_impl="patches")
+  same = models.OneClassNet((8, 16, 16, 16, 8), (32, 32), conv_impl="patches",
+                            dtype=jnp.float32)
+  params = net.init(jax.random.PRNGKey(0), x, method=models.OneClassNet.init_all)
+  np.testing.assert_array_equal(net.apply(params, x)[0], same.apply(params, x)[0])
+  assert train.compute_dtype(configs.load("cpu")) is None
+  assert train.compute_dtype(configs.load("cpu", ["model.dtype=bfloat16"])) == jnp.bfloat16

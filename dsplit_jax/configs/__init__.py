@@ -162,7 +162,7 @@ def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -
     raise ConfigError(f"unknown dataset {config.dataset!r}; choose one of "
                       f"{', '.join(data.DATASETS)}")
   choices = [("model.distance_head", models.DISTANCE_HEADS), ("model.latent", models.LATENTS),
-             ("model.init", models.INITS),
+             ("model.init", models.INITS), ("model.dtype", train.DTYPES),
              ("train.pairs", train.PAIRINGS), ("train.schedule", train.SCHEDULES),
              ("ae.output_bias", ("zero", "mean_logit")),
              ("train.lr_decay", train.LR_DECAYS),
@@ -245,6 +245,7 @@ def _compatible_defaults() -> dict:
   from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
   return {("ae", "output_bias"): "zero", ("model", "latent"): "dense",
           ("model", "dropout"): 0.0, ("train", "lr_decay"): "none",
+          ("model", "dtype"): "float32",
           ("train", "schedule"): "interleaved", ("model", "init"): "he_normal",
           **{("dsvdd", k): v for k, v in base.get_config().dsvdd.items()},
           **{("eval", k): v for k, v in base.get_config().eval.items()}}
@@ -290,10 +291,13 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
 def autoencoder_hash(config: ml_collections.ConfigDict) -> str:
   """Splitting autoencoders depend on these fields only, so methods and classifier
   settings share them (not `model.conv_impl`: the same function)."""
-  return digest(dict(dataset=config.dataset, image_size=config.image_size,
-                     ae=_drop_compatible_defaults({"ae": config.ae.to_dict()})["ae"],
-                     conv_features=config.model.ae_conv_features,
-                     code_features=config.model.ae_code_features))
+  fields = dict(dataset=config.dataset, image_size=config.image_size,
+                ae=_drop_compatible_defaults({"ae": config.ae.to_dict()})["ae"],
+                conv_features=config.model.ae_conv_features,
+                code_features=config.model.ae_code_features)
+  if config.model.get("dtype", "float32") != "float32":  # float32: the hashes before it
+    fields["dtype"] = config.model.dtype
+  return digest(fields)
 
 
 def digest(d: dict) -> str:

@@ -42,6 +42,10 @@ def get_config() -> ml_collections.ConfigDict:
   # XLA:CPU, lax.conv is slow when vmapped over jobs (grouped convolutions) and when
   # differentiated inside lax.scan; patches are not (BUILD_NOTES.md, "Performance").
   c.model.conv_impl = "auto"  # both networks
+  # Compute dtype of both networks (train.DTYPES): "bfloat16" halves activation memory
+  # and uses the accelerators' bf16 units; parameters, optimiser state, losses and the
+  # SSIM stay float32. CPUs have no fast bf16: keep "float32" there.
+  c.model.dtype = "float32"
   c.model.ae_conv_features = (96, 256, 384, 384, 256)
   c.model.ae_code_features = 256
 
