@@ -104,6 +104,10 @@ def main(argv):
   except Exception as e:  # One line for the user; the traceback only when asked for.
     if _VERBOSE.value:
       traceback.print_exc()
+    from dsplit_jax import workdir as workdir_lib
+    full = workdir_lib.disk_full(e)
+    if full:  # The lock is released; checkpoints are written whole or not at all.
+      _fail(full)
     message = " ".join(str(e).split())
     print(f"error: {type(e).__name__}: {message} (--verbose shows the traceback)",
           file=sys.stderr)
