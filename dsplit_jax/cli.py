@@ -113,7 +113,7 @@ def run(config, methods, *, workdir: str, score_dir=None, scores_csv=None) -> in
     print(f"records: {os.path.join(workdir, 'results.jsonl')}")
     return 0
   except (configs.ConfigError, data.DataError, ValueError, workdir_lib.WorkdirBusy) as e:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {workdir_lib.disk_full(e) or e}", file=sys.stderr)
     return 2
 
 

@@ -74,6 +74,8 @@ def main(argv):
     _fail(str(e))
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
+  if not _VERBOSE.value:
+    _quiet_orbax_failures()
   logging.info("JAX devices: %s", jax.devices())
   if _DETECTOR.value:
     _score_with_saved_detector()
@@ -113,6 +115,23 @@ def main(argv):
           file=sys.stderr)
     sys.exit(1)
   sys.exit(code)
+
+
+def _quiet_orbax_failures():
+  """Drops orbax's error logs (a failed asynchronous save logs its traceback from each of
+  its threads; the failure itself reaches main as an exception and is said in one line)
+  and the "Event loop is closed" tracebacks its closed loop leaves; --verbose keeps them."""
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  logging.get_absl_handler().addFilter(  # orbax's, and asyncio's "never retrieved"
+      lambda r: not (r.levelno >= std_logging.ERROR
+                     and ("orbax" in r.pathname or r.name == "asyncio")))
+  default_hook = sys.unraisablehook
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      default_hook(unraisable)
+  sys.unraisablehook = hook
 
 
 # Flags that choose what to train; with --detector nothing is trained.
