@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any
 
 import ml_collections
 import yaml
