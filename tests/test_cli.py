@@ -30,9 +30,12 @@ def _flags(**kw):
     (dict(overrides=["train.nope=1"]), "unknown config field 'train.nope'"),
     (dict(overrides=["train.steps=abc"]), "train.steps=abc: invalid literal for int()"),
     (dict(overrides=["train.steps"]), "--set wants key=value"),
-    (dict(overrides=["train.steps=15"]), "train.steps=15 is not allowed: must be a multiple of train.chunk_steps=10"),
-    (dict(overrides=["model.conv_impl=cudnn"]), "model.conv_impl='cudnn' is not allowed: must be one of"),
-    (dict(overrides=["job_map=pmap"]), "job_map='pmap' is not allowed: must be one of auto, map, vmap"),
+    (dict(overrides=["train.steps=15"]),
+     "train.steps=15 is not allowed: must be a multiple of train.chunk_steps=10"),
+    (dict(overrides=["model.conv_impl=cudnn"]),
+     "model.conv_impl='cudnn' is not allowed: must be one of"),
+    (dict(overrides=["job_map=pmap"]),
+     "job_map='pmap' is not allowed: must be one of auto, map, vmap"),
     (dict(overrides=["ae.restarts=-1"]), "ae.restarts=-1 is not allowed: must be an int in [0, "),
 ])
 def test_bad_flags_raise_one_line(kw, message):

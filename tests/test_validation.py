@@ -55,7 +55,8 @@ def _outside(rule: validation.Rule) -> list:
     good = int(rule.lo)
     out = [(int(rule.lo) - 1,) + (good,) * max(rule.min_len - 1, 0),
            (int(rule.hi) + 1,) + (good,) * max(rule.min_len - 1, 0),
-           (good,) * (rule.max_len + 1), [good] * max(rule.min_len, 1), (1.5,) * max(rule.min_len, 1)]
+           (good,) * (rule.max_len + 1), [good] * max(rule.min_len, 1),
+           (1.5,) * max(rule.min_len, 1)]
     if rule.min_len:
       out.append((good,) * (rule.min_len - 1))
     return out
