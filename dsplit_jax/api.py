@@ -256,7 +256,11 @@ class OneClassClassifier:
     clf._programs = pipeline.make_programs(clf.config, image_shape)
     scores_path = os.path.join(path, "decision_scores.npy")
     if os.path.exists(scores_path):  # Detectors saved before thresholds have none.
-      clf.decision_scores_ = np.load(scores_path)
+      try:
+        clf.decision_scores_ = np.load(scores_path)  # allow_pickle=False: nothing unpickled
+      except Exception as e:  # an object array, a torn or foreign file
+        raise ValueError(f"{scores_path}: cannot be read ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:200]})") from None
       clf.threshold_ = meta["threshold"]
     return clf
 

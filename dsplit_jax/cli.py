@@ -15,6 +15,7 @@ from dsplit_jax import loop
 from dsplit_jax import methods as methods_lib
 from dsplit_jax import runner
 from dsplit_jax import scoring
+from dsplit_jax import validation
 from dsplit_jax import workdir as workdir_lib
 
 
@@ -25,15 +26,25 @@ def _parse_list(text: str, what: str) -> list:
   return items
 
 
+# Config fields that a flag sets, by flag (--rho only when given, --preset without --config).
+OWNED = {"dataset": "--dataset", "data_dir": "--data_dir", "method": "--method",
+         "seeds": "--seed/--num_seeds", "normal_classes": "--normal_class"}
+
+
 def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_seeds,
-                      data_dir, overrides, config=None
+                      data_dir, overrides, config=None, config_items=()
                       ) -> tuple[ml_collections.ConfigDict, list[str]]:
   """The one place where flags become config fields.
 
   `config`: the one `--config=FILE --config.key=value` loaded (ml_collections'
-  config_flags), else preset `preset` (the default one when None). `overrides`
-  ("key=value", `--set`) are applied last, parsed as `--config.key=value` is.
+  config_flags; `config_items` are those "key=value"), else preset `preset` (the default
+  one when None). `overrides` ("key=value", `--set`) are applied last, parsed as
+  `--config.key=value` is. A field that a flag sets (`OWNED`) may be given by `--set`
+  or `--config.key` only with the flag's value: else one of the two would win silently.
   """
+  preset_chosen = config is None
+  from_file = {item.split("=", 1)[0]: config[item.split("=", 1)[0]] for item in config_items
+               if item.split("=", 1)[0] in OWNED} if config is not None else {}
   if config is None:
     chosen = preset or configs.default_preset()
     config = configs.get_preset(chosen)
@@ -51,8 +62,7 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
   config.method = chosen[0]
   if rho is not None:
     config.rho = float(rho)
-  if num_seeds < 1 or seed < 0:
-    raise ValueError(f"need --seed >= 0 and --num_seeds >= 1, got {seed} and {num_seeds}")
+  validation.check_seed_flags(seed, num_seeds)  # before the tuple is built
   config.seeds = tuple(range(seed, seed + num_seeds))
   if normal_class == "all":
     n = data.num_classes(dataset, config.data_dir or None)
@@ -63,7 +73,19 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
     except ValueError:
       raise ValueError(f"--normal_class must be an integer, a comma list or all, "
                        f"got {normal_class!r}") from None
+  owned = dict(OWNED, **({} if rho is None else {"rho": "--rho"}),
+               **({"preset": "--preset"} if preset_chosen else {}))
+  flagged = {key: config[key] for key in owned}
   configs.override(config, overrides)
+  given = [(f"--config.{k}={validation.show(v)}", k, v) for k, v in from_file.items()] + [
+      (f"--set={item}", item.split("=", 1)[0], config[item.split("=", 1)[0]])
+      for item in overrides if item.split("=", 1)[0] in owned]
+  for item, key, value in given:
+    if key in owned and (value != flagged[key] or (key == "method" and len(chosen) > 1)):
+      raise configs.ConfigError(
+          f"{item} disagrees with {owned[key]} ({key}="
+          f"{', '.join(chosen) if key == 'method' else validation.show(flagged[key])}, "
+          f"the flag's value or default): set {key} with {owned[key]} only")
   for m in chosen:
     config.method = m
     configs.validate(config)
@@ -91,7 +113,7 @@ def run(config, methods, *, workdir: str, score_dir=None, scores_csv=None) -> in
     print(f"records: {os.path.join(workdir, 'results.jsonl')}")
     return 0
   except (configs.ConfigError, data.DataError, ValueError, workdir_lib.WorkdirBusy) as e:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {workdir_lib.disk_full(e) or e}", file=sys.stderr)
     return 2
 
 

@@ -5,6 +5,7 @@
   dsplit --dataset=folder --data_dir=GOOD --score_dir=NEW --scores_csv=s.csv
   dsplit --detector=workdir/detector --score_dir=NEW --scores_csv=s.csv  (no training)
   dsplit --preset=cpu --print_config               (every config field, for --set)
+  dsplit --print_config --describe                 (and what each means and allows)
   dsplit --config=dsplit_jax/configs/cpu.py --config.train.steps=300
                                                    (= --preset=cpu --set=train.steps=300)
 
@@ -52,6 +53,8 @@ _OVERRIDE = flags.DEFINE_multi_string("set", [], "Config override, e.g. --set=tr
                                        "every field).")
 _PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print the resolved config (preset, "
                                   "flags and --set applied) and exit without running.")
+_DESCRIBE = flags.DEFINE_bool("describe", False, "With --print_config: each field's meaning "
+                              "and allowed values as a comment after it.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an unexpected error.")
 
 
@@ -71,21 +74,28 @@ def main(argv):
     _fail(str(e))
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
+  if not _VERBOSE.value:
+    _quiet_orbax_failures()
   logging.info("JAX devices: %s", jax.devices())
   if _DETECTOR.value:
     _score_with_saved_detector()
   if _CONFIG.value is not None and _PRESET.value:
     _fail("give --config or --preset, not both")
+  if _DESCRIBE.value and not _PRINT_CONFIG.value:
+    _fail("--describe goes with --print_config")
   try:
     config, methods = cli.config_from_flags(
         config=_CONFIG.value, preset=_PRESET.value, dataset=_DATASET.value,
         normal_class=_NORMAL_CLASS.value, method=_METHOD.value, rho=_RHO.value,
         seed=_SEED.value, num_seeds=_NUM_SEEDS.value, data_dir=_DATA_DIR.value,
-        overrides=_OVERRIDE.value)
+        overrides=_OVERRIDE.value,
+        config_items=[a[len("--config."):] for a in sys.argv[1:] if a.startswith("--config.")])
   except ValueError as e:
     _fail(str(e))
   if _PRINT_CONFIG.value:
-    print(f"# methods: {', '.join(methods)}\n{config}", end="")
+    from dsplit_jax import validation
+    print(f"# methods: {', '.join(methods)}\n"
+          f"{validation.to_yaml(config, describe=_DESCRIBE.value)}", end="")
     sys.exit(0)
   try:
     code = cli.run(config, methods, workdir=_WORKDIR.value, score_dir=_SCORE_DIR.value,
@@ -96,6 +106,10 @@ def main(argv):
   except Exception as e:  # One line for the user; the traceback only when asked for.
     if _VERBOSE.value:
       traceback.print_exc()
+    from dsplit_jax import workdir as workdir_lib
+    full = workdir_lib.disk_full(e)
+    if full:  # The lock is released; checkpoints are written whole or not at all.
+      _fail(full)
     message = " ".join(str(e).split())
     print(f"error: {type(e).__name__}: {message} (--verbose shows the traceback)",
           file=sys.stderr)
@@ -103,9 +117,26 @@ def main(argv):
   sys.exit(code)
 
 
+def _quiet_orbax_failures():
+  """Drops orbax's error logs (a failed asynchronous save logs its traceback from each of
+  its threads; the failure itself reaches main as an exception and is said in one line)
+  and the "Event loop is closed" tracebacks its closed loop leaves; --verbose keeps them."""
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  logging.get_absl_handler().addFilter(  # orbax's, and asyncio's "never retrieved"
+      lambda r: not (r.levelno >= std_logging.ERROR
+                     and ("orbax" in r.pathname or r.name == "asyncio")))
+  default_hook = sys.unraisablehook
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      default_hook(unraisable)
+  sys.unraisablehook = hook
+
+
 # Flags that choose what to train; with --detector nothing is trained.
 _TRAINING_FLAGS = ("config", "preset", "dataset", "normal_class", "method", "rho", "seed",
-                   "num_seeds", "data_dir", "set", "print_config")
+                   "num_seeds", "data_dir", "set", "print_config", "describe")
 
 
 def _score_with_saved_detector():
@@ -126,11 +157,19 @@ def _score_with_saved_detector():
   sys.exit(code)
 
 
+_HELP_ARGS = frozenset(f"{dash}{name}" for dash in ("-", "--")
+                       for name in ("help", "helpfull", "helpshort", "h", "?"))
+
+
 def _parse_flags(argv):
   """absl's parser; a `--config.<field>` the config lacks is one line, not a traceback
   (config_flags raises KeyError / AttributeError for it while parsing)."""
   try:
     return app.parse_flags_with_usage(argv)
+  except SystemExit as e:  # absl's --help and --helpfull exit 1; a help asked for is 0.
+    if e.code == 1 and _HELP_ARGS.intersection(argv[1:]):
+      sys.exit(0)
+    raise
   except (AttributeError, KeyError) as e:
     arg = e
     while isinstance(arg, BaseException) and arg.args:

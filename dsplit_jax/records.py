@@ -8,6 +8,7 @@ same file, so each record goes in with one locked write.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import fcntl
 import functools
@@ -110,10 +111,14 @@ def append_record(path, record):
       size = os.fstat(fd).st_size
       if size and os.pread(fd, 1, size - 1) != b"\n":
         data = b"\n" + data
-      written = os.write(fd, data)
-      while written < len(data):  # Short writes are rare; still under the lock.
-        written += os.write(fd, data[written:])
-      os.fsync(fd)
+      try:
+        written = os.write(fd, data)
+        while written < len(data):  # Short writes are rare; still under the lock.
+          written += os.write(fd, data[written:])
+        os.fsync(fd)
+      except OSError as e:  # A full disk: no half line is left behind.
+        os.ftruncate(fd, size)
+        raise OSError(e.errno, e.strerror, path) from None
     finally:
       fcntl.flock(fd, fcntl.LOCK_UN)
   finally:
@@ -290,9 +295,9 @@ def atomic_write(path, payload: bytes):
     return
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(payload)
-  os.replace(tmp, path)
+  with _replacing(tmp, path):
+    with open(tmp, "wb") as f:
+      f.write(payload)
 
 
 def save_npz(path, **arrays):
@@ -300,8 +305,21 @@ def save_npz(path, **arrays):
     return
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
+  with _replacing(tmp, path):
+    np.savez(tmp, **arrays)
+
+
+@contextlib.contextmanager
+def _replacing(tmp, path):
+  """Renames `tmp` to `path` after the block; on a failed write (a full disk) removes
+  `tmp` instead, so nothing half-written is ever under `path`, and names `path`."""
+  try:
+    yield
+    os.replace(tmp, path)
+  except OSError as e:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise OSError(e.errno, e.strerror, path) from None
 
 
 def save_scores(path, scores, labels):

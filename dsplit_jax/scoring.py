@@ -3,9 +3,12 @@
   dsplit --detector=workdir/detector --score_dir=incoming --scores_csv=scores.csv
 
 Every input is checked before the detector scores anything (its files, the folder,
-each image's header and checksums, the CSV's folder). Images are read from disk
+each image, decoded in full, the CSV's folder). Images are read from disk
 `eval_batch_size` at a time, so the folder's size does not matter, and the CSV is
-written beside its target and renamed into place when every image is scored.
+written beside its target and renamed into place when every image is scored. Its file
+column is safe to open in a spreadsheet: a name that begins with =, +, -, @, a tab or a
+carriage return gets a leading single quote, and bytes that are not UTF-8 are written
+as \\xNN (`csv_text`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,17 @@ from dsplit_jax import workdir as workdir_lib
 from dsplit_jax.data import folder
 
 CSV_COLUMNS = ("file", "score", "label")
+# A spreadsheet evaluates a cell that begins with one of these as a formula; such a
+# cell gets a leading single quote (OWASP's advice against CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(name: str) -> str:
+  """A file name as a CSV cell that is safe to open in a spreadsheet and to write as
+  UTF-8: bytes that are not UTF-8 (`os.fsdecode`'s surrogate escapes) are written
+  as \\xNN, and a formula start is quoted (`FORMULA_STARTS`)."""
+  name = os.fsencode(name).decode("utf-8", "backslashreplace")
+  return f"'{name}" if name.startswith(FORMULA_STARTS) else name
 
 
 def check_folder(score_dir) -> int:
@@ -40,12 +54,12 @@ def write_scores_csv(clf: api.OneClassClassifier, score_dir, out: str) -> int:
   tmp = f"{out}.tmp{os.getpid()}"
   rows = 0
   try:
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
       w = csv.writer(f)
       w.writerow(CSV_COLUMNS)
       for names, scores in clf.score_files(score_dir, check=False):
         for name, s in zip(names, scores):
-          w.writerow([name, f"{float(s):.6g}", int(s > threshold)])
+          w.writerow([csv_text(name), f"{float(s):.6g}", int(s > threshold)])
         rows += len(names)
     os.replace(tmp, out)
   finally:

@@ -9,8 +9,10 @@ and a damaged file is renamed `<name>.corrupt-<time>` and the work it held redon
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import re
 import time
 
 LOCK_FILE = ".lock"
@@ -72,3 +74,26 @@ def check_writable(directory: str, what: str) -> None:
     os.remove(probe)
   except OSError as e:
     raise ValueError(f"{what} {directory} is not writable ({e.strerror or e})") from None
+
+
+def disk_full(error: BaseException) -> str | None:
+  """The one line to say for a write that failed on a full disk, else None.
+
+  Looks through the exception and its causes for an OSError(ENOSPC) or for the text
+  tensorstore (orbax's writer) gives it: "RESOURCE_EXHAUSTED: Error writing ...".
+  """
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    text = " ".join(str(error).split())
+    path = None
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+      path = error.filename or "a file"
+    elif "No space left on device" in text or "RESOURCE_EXHAUSTED" in text:
+      named = re.findall(r'(?:local file|Error writing) "([^"]+)"', text)
+      path = named[-1] if named else "a checkpoint"
+    if path is not None:
+      return (f"no space left on device while writing {os.fspath(path)}; free space and "
+              "run the same command to resume")
+    error = error.__cause__ or error.__context__
+  return None

@@ -9,6 +9,8 @@ import io
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tarfile
 import threading
 
@@ -270,3 +272,10 @@ def test_fashion_mnist_table_matches_debian_copy():
     pytest.skip(f"{DEBIAN_FASHION} absent (apt-get install dataset-fashion-mnist)")
   for file in download.FILES["fashion_mnist"]:
     assert download.sha256(os.path.join(DEBIAN_FASHION, file.name), "content") == file.sha256
+
+
+def test_the_documented_command_runs_without_a_runpy_warning():
+  out = subprocess.run([sys.executable, "-m", "dsplit_jax.data.download", "--help"],
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0 and "usage: python -m dsplit_jax.data.download" in out.stdout
+  assert "RuntimeWarning" not in out.stderr, out.stderr

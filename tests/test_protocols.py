@@ -99,7 +99,7 @@ def test_bad_eval_values_are_refused(item):
 
 
 def test_checkpoints_must_fall_on_chunk_boundaries():
-  with pytest.raises(configs.ConfigError, match="multiple of train.chunk_steps"):
+  with pytest.raises(configs.ConfigError, match="a multiple of train.chunk_steps"):
     configs.validate(configs.load("test", ["eval.protocol=authors_selection",
                                            "eval.every=15"]), check_dataset=False)
 

@@ -246,3 +246,49 @@ def test_unwritable_workdir_and_scores_csv_are_found_before_training(tmp_path, c
   assert capsys.readouterr().err == (
       f"error: --scores_csv folder {tmp_path / 'file'} is a file, not a folder\n")
   assert os.listdir(tmp_path / "w") == []  # the probe file is gone
+
+
+def test_a_full_disk_is_one_line_naming_the_file(main_in_process):
+  import errno
+  def full(*a, **k):
+    try:
+      raise RuntimeError('RESOURCE_EXHAUSTED: Error writing "opt_state.0.count/0" in OCDBT '
+                         'database at local file "/w/runs/r/dsplit/20.orbax-checkpoint-tmp/"')
+    except RuntimeError as e:
+      raise ValueError("orbax: the asynchronous save failed") from e
+  code, err = main_in_process(full)
+  assert code == 2 and err.splitlines() == [
+      "error: no space left on device while writing /w/runs/r/dsplit/20.orbax-checkpoint-tmp/;"
+      " free space and run the same command to resume"]
+  assert workdir.disk_full(OSError(errno.ENOSPC, "No space left on device", "/w/x")) == (
+      "no space left on device while writing /w/x; free space and run the same command to "
+      "resume")
+  assert workdir.disk_full(OSError(errno.EACCES, "Permission denied", "/w/x")) is None
+
+
+def test_a_failed_write_leaves_no_half_record_or_file(tmp_path, monkeypatch):
+  import errno
+  from dsplit_jax import records
+  results = tmp_path / "results.jsonl"
+  records.append_record(results, {"auc": 0.5})
+  before = results.read_bytes()
+  write = os.write
+
+  def half_then_full(fd, data):
+    if len(data) > 4:
+      return write(fd, data[:len(data) // 2])
+    raise OSError(errno.ENOSPC, "No space left on device")
+  monkeypatch.setattr(records.os, "write", half_then_full)
+  with pytest.raises(OSError, match="No space left on device") as e:
+    records.append_record(results, {"auc": 0.75, "more": "x" * 100})
+  assert e.value.filename == str(results) and results.read_bytes() == before
+
+  def savez_on_a_full_disk(path, **arrays):
+    with open(path, "wb") as f:
+      f.write(b"PK")  # the start of a zip file, then the disk is full
+    raise OSError(errno.ENOSPC, "No space left on device")
+  monkeypatch.setattr(np, "savez", savez_on_a_full_disk)
+  target = tmp_path / "scores" / "s.npz"
+  with pytest.raises(OSError) as e:
+    records.save_npz(str(target), scores=np.zeros(3))
+  assert e.value.filename == str(target) and os.listdir(tmp_path / "scores") == []

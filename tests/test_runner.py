@@ -68,7 +68,7 @@ def test_bad_distance_head_or_pairs_is_a_config_error():
   for field, value, message in [("model.distance_head", "cosine", "model.distance_head"),
                                 ("model.latent", "pool", "model.latent"),
                                 ("train.pairs", "random", "train.pairs"),
-                                ("model.dropout", 1.0, r"model.dropout must be in \[0, 1\)"),
+                                ("model.dropout", 1.0, r"model.dropout=1.0 is not allowed: must be a finite number in \[0, 1\)"),
                                 ("model.dropout", -0.1, "model.dropout"),
                                 ("train.lr_decay", "step", "train.lr_decay")]:
     config = configs.get_preset("cpu")

@@ -3,6 +3,7 @@ the command that scores a folder with a saved detector."""
 
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -189,3 +190,52 @@ def test_a_detector_without_a_threshold_is_refused_before_scoring(saved, tmp_pat
   assert scoring.run(str(tmp_path / "old"), str(saved / "new"), str(tmp_path / "o.csv")) == 2
   assert "no threshold for the label column" in capsys.readouterr().err
   assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_truncated_jpeg_is_found_before_any_image_is_scored(tmp_path, monkeypatch):
+  (tmp_path / "new").mkdir()
+  for i, im in enumerate(_images(4)):
+    Image.fromarray(im[..., 0]).save(tmp_path / "new" / f"im{i}.jpg", quality=90)
+  good = (tmp_path / "new" / "im3.jpg").read_bytes()
+  (tmp_path / "new" / "im3.jpg").write_bytes(good[:len(good) // 2])  # header intact
+  Image.open(tmp_path / "new" / "im3.jpg").verify()  # what the header check alone passes
+  monkeypatch.setattr(data.folder, "read_images", lambda *a: pytest.fail("decoded to score"))
+  with pytest.raises(data.DataError, match=r"im3.jpg: unreadable image \(OSError: image "
+                     "file is truncated"):
+    scoring.check_folder(str(tmp_path / "new"))
+
+
+# Names a spreadsheet would evaluate as formulas, and one that is not valid UTF-8.
+_HOSTILE = {b'=HYPERLINK("evil.example").png': '\'=HYPERLINK("evil.example").png',
+            b"=1+1.png": "'=1+1.png", b"+1.png": "'+1.png", b"-1.png": "'-1.png",
+            b"@SUM(A1).png": "'@SUM(A1).png", b"\tx.png": "'\tx.png", b"\rx.png": "'\rx.png",
+            b"caf\xe9 \xff.png": "caf\\xe9 \\xff.png", "ok é.png".encode(): "ok é.png"}
+
+
+def test_hostile_file_names_are_written_as_text_a_spreadsheet_does_not_evaluate(saved,
+                                                                                tmp_path):
+  folder = os.fsencode(tmp_path / "new")
+  os.mkdir(folder)
+  for i, name in enumerate(_HOSTILE):
+    Image.fromarray(_images(1, seed=i)[0, ..., 0]).save(os.path.join(folder, name), "PNG")
+  out = _dsplit(f"--detector={saved / 'w' / 'detector'}", f"--score_dir={tmp_path / 'new'}",
+                f"--scores_csv={tmp_path / 's.csv'}")
+  assert out.returncode == 0, out.stderr[-2000:]
+  with open(tmp_path / "s.csv", encoding="utf-8", newline="") as f:
+    cells = [r["file"] for r in csv.DictReader(f)]
+  assert sorted(cells) == sorted(_HOSTILE.values())
+  assert not [c for c in cells if c.startswith(scoring.FORMULA_STARTS)]
+  # The stated form is reversible: strip the quote of a formula start, read \xNN as a byte.
+  back = {re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m[1], 16)]),
+                 (c[1:] if c.startswith("'") else c).encode()) for c in cells}
+  assert back == set(_HOSTILE)
+
+
+def test_a_saved_object_array_of_scores_is_refused_naming_the_file(saved, tmp_path):
+  import shutil
+  shutil.copytree(saved / "w" / "detector", tmp_path / "d")
+  np.save(tmp_path / "d" / "decision_scores.npy", np.array([{"a": 1}], dtype=object),
+          allow_pickle=True)
+  with pytest.raises(ValueError, match=f"^{tmp_path / 'd' / 'decision_scores.npy'}: cannot be "
+                     "read \\(ValueError: Object arrays cannot be loaded"):
+    dsplit_jax.OneClassClassifier.load(str(tmp_path / "d"))

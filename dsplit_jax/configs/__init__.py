@@ -140,80 +140,25 @@ def _field_parent(config, key: str):
 def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -> None:
   """Checks what can be checked without training; raises a one-line ConfigError.
 
+  Every field is checked against its row of `validation.FIELDS` (type, range, choices).
   `check_dataset=False` is for one's own images (the API), where no dataset is read:
-  the dataset name, its class count and the normal classes are then not checked.
+  the normal classes are then not checked against the dataset's class count.
   """
   # pylint: disable=g-import-not-at-top  (light import for `--help`; these need JAX)
-  from dsplit_jax import layers
-  from dsplit_jax import methods
-  from dsplit_jax import models
-  from dsplit_jax import pipeline
-  from dsplit_jax import train
   from dsplit_jax import data
-  from dsplit_jax.baselines import dsvdd
+  from dsplit_jax import validation
   lists = list(_lists(config))
   if lists:
     raise ConfigError(f"{', '.join(lists)} must be tuples, not lists (a config read from "
                       "JSON: build it with configs.from_saved)")
-  if config.method not in methods.METHODS:
-    raise ConfigError(f"unknown method {config.method!r}; choose one of "
-                      f"{', '.join(methods.NAMES)}")
-  if check_dataset and config.dataset not in data.DATASETS:
-    raise ConfigError(f"unknown dataset {config.dataset!r}; choose one of "
-                      f"{', '.join(data.DATASETS)}")
-  choices = [("model.distance_head", models.DISTANCE_HEADS), ("model.latent", models.LATENTS),
-             ("model.init", models.INITS), ("model.dtype", train.DTYPES),
-             ("train.pairs", train.PAIRINGS), ("train.schedule", train.SCHEDULES),
-             ("ae.output_bias", ("zero", "mean_logit")),
-             ("train.lr_decay", train.LR_DECAYS),
-             ("model.conv_impl", layers.CONV_IMPLS), ("loop", ("auto", "scan", "host")),
-             ("job_map", pipeline.JOB_MAPS),
-             ("classical.preprocessing", data.one_class.PREPROCESSING),
-             ("classical.hog_channel_mode", ("grey", "max", "concat")),
-             ("dsvdd.preprocessing", dsvdd.PREPROCESSING),
-             ("dsvdd.net", ("auto", "mnist_lenet", "cifar10_lenet")),
-             ("dsvdd.objective", ("one-class",))]
-  for key, allowed in choices:
-    parent, name = _field_parent(config, key)
-    if parent[name] not in allowed:
-      raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {parent[name]!r}")
-  from dsplit_jax import protocols
-  if config.eval.protocol not in protocols.PROTOCOLS:
-    raise ConfigError(f"eval.protocol must be one of {', '.join(protocols.PROTOCOLS)}, "
-                      f"got {config.eval.protocol!r}")
-  if not 0 < config.eval.selection_fraction < 1:
-    raise ConfigError(f"eval.selection_fraction must be in (0, 1), got "
-                      f"{config.eval.selection_fraction}")
-  if protocols.needs_checkpoint_scores(config.eval) and (
-      config.eval.every <= 0 or config.eval.every % config.train.chunk_steps):
-    raise ConfigError(f"eval.every={config.eval.every} must be a positive multiple of "
-                      f"train.chunk_steps={config.train.chunk_steps} (checkpoints are "
-                      "scored between chunks); e.g. --set=train.chunk_steps=50")
-  if not 0 <= config.model.dropout < 1:
-    raise ConfigError(f"model.dropout must be in [0, 1), got {config.model.dropout}")
-  if not 0 < config.rho < 100:
-    raise ConfigError(f"rho must be in (0, 100) percent, got {config.rho}")
-  if not config.seeds or any(int(s) < 0 for s in config.seeds):
-    raise ConfigError(f"seeds must be non-negative integers, got {tuple(config.seeds)}")
-  if config.image_size % 4 or config.image_size < 16:
-    raise ConfigError(f"image_size must be a multiple of 4 and >= 16, got {config.image_size}")
-  if config.ae.restarts < 0 or config.ae.plateau_images < 1 or config.ae.plateau_ratio <= 0:
-    raise ConfigError(f"ae.restarts must be >= 0, ae.plateau_images >= 1 and "
-                      f"ae.plateau_ratio > 0, got {config.ae.restarts}, "
-                      f"{config.ae.plateau_images}, {config.ae.plateau_ratio}")
-  for phase in ("ae", "train"):
-    steps, chunk = config[phase].steps, config[phase].chunk_steps
-    if steps <= 0 or chunk <= 0 or steps % chunk:
-      raise ConfigError(f"{phase}.steps={steps} must be a positive multiple of "
-                        f"{phase}.chunk_steps={chunk}")
+  validation.validate(config)  # every field against its row of validation.FIELDS
   if not check_dataset:
+    from dsplit_jax import protocols
     if config.eval.protocol != protocols.DEFAULT:
       raise ConfigError(f"eval.protocol={config.eval.protocol} selects checkpoints with "
                         "labelled test images, which one's own images do not have; use "
                         f"{protocols.DEFAULT}")
     return
-  if not config.normal_classes:
-    raise ConfigError("no normal class given")
   n = data.num_classes(config.dataset, config.data_dir or None)
   for c in config.normal_classes:
     if not 0 <= int(c) < n:

@@ -168,13 +168,15 @@ def image_paths(paths_or_dir):
 
 
 def check_image_files(paths):
-  """Opens every file and checks what can be checked without decoding it (PNG: every
-  chunk's checksum, so a truncated or damaged file is caught); DataError names the first
-  bad one. Cheap next to decoding, so that scoring a large folder fails before it starts."""
+  """Decodes every file fully (and checks a PNG's chunk checksums first), so that a
+  truncated or damaged image of any format stops the work before the first is scored;
+  DataError names the first bad one. Only one image is in memory at a time."""
   for path in paths:
     try:
       with _open(path) as img:
-        img.verify()
+        img.verify()  # PNG: every chunk's CRC, which decoding alone does not check
+      with _open(path) as img:
+        img.load()
     except DataError:
       raise
     except Exception as e:  # Pillow raises OSError, SyntaxError, struct.error... here.

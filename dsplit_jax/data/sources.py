@@ -27,7 +27,6 @@ import os
 import numpy as np
 
 from dsplit_jax.data import cifar
-from dsplit_jax.data import download
 from dsplit_jax.data import folder
 from dsplit_jax.data import idx
 from dsplit_jax.data.errors import DataError
@@ -78,6 +77,13 @@ _HOW_TO_GET = {
 }
 
 
+
+def _download():
+  """The download module, imported on first use: `python -m dsplit_jax.data.download`
+  runs it as __main__, and runpy warns when the package has imported it before."""
+  from dsplit_jax.data import download  # pylint: disable=g-import-not-at-top
+  return download
+
 def _check_name(name):
   if name not in DATASETS:
     raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
@@ -119,7 +125,7 @@ def _candidates(name, data_dir):
   else:
     out.append((f"${ENV_VAR} (unset)", None))
   out += [("debian", d) for d in DEBIAN_DIRS.get(name, ())]
-  out.append(("cache", os.path.join(download.cache_root(), name)))
+  out.append(("cache", os.path.join(_download().cache_root(), name)))
   return out
 
 
@@ -186,6 +192,7 @@ def load(name, split, data_dir=None, image_size=None):
     looked.append(where if directory is None else f"{where} {directory}")
 
   where = f"{name} not found; looked in: {'; '.join(looked)}"
+  download = _download()
   if download.enabled():
     try:
       directory = download.fetch(name)
