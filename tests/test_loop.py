@@ -129,3 +129,21 @@ def test_a_loss_that_diverged_on_a_step_where_it_ran_stops_the_run():
     return state, {"closeness": np.array([[1.0, records.NOT_RUN, np.nan, records.NOT_RUN]])}
   with pytest.raises(loop.NonFiniteLossError, match="closeness"):
     loop.run_phase("dsplit", {}, chunk, total_steps=4, chunk_steps=4, ckpt_dir=None)
+
+
+def test_evaluate_sees_step_zero_then_every_chunk_and_a_resume_goes_on_where_it_stopped(
+    tmp_path):
+  seen = []
+
+  def chunk(state, start):
+    return {"w": state["w"] + 1}, {"loss": np.ones((1, 10))}
+
+  def evaluate(step, state):
+    seen.append((step, float(state["w"][0])))
+  loop.run_phase("dsplit", {"w": np.zeros(1)}, chunk, total_steps=20, chunk_steps=10,
+                 ckpt_dir=str(tmp_path), evaluate=evaluate)
+  assert seen == [(0, 0.0), (10, 1.0), (20, 2.0)]
+  seen.clear()  # resumed from its finished checkpoint: step 0 is not scored again
+  loop.run_phase("dsplit", {"w": np.zeros(1)}, chunk, total_steps=30, chunk_steps=10,
+                 ckpt_dir=str(tmp_path), evaluate=evaluate)
+  assert seen == [(30, 3.0)]
