@@ -439,6 +439,14 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     """(H, W, C) of the images the detector was fit on; None before."""
     return getattr(self, "image_shape_", None)
 
+  @image_shape.setter
+  def image_shape(self, shape):
+    """Set by hand with `_fitted` (benchmarks of scoring, tests): a detector that was
+    never fit, whose config is then this detector's (`config_`)."""
+    self.image_shape_ = tuple(shape)
+    if not hasattr(self, "config_"):
+      self.config_ = self._make_config()
+
   def score(self, X) -> np.ndarray:
     """Anomaly scores, higher = more abnormal.
 
@@ -472,6 +480,17 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     for images, names in data.iter_image_files(paths_or_dir, size, channels=channels,
                                                chunk_size=self.batch_size, check=check):
       yield names, self._score_batch(as_images(images, self.image_shape_))
+
+  def save_scores_picture(self, out_png: str, names, scores, score_dir, *, k: int = 8,
+                          title: str = "") -> str:
+    """`pictures.save_scores_picture` of a folder this detector scored (`score_files`):
+    its k most and least abnormal images and the histogram of `scores` with
+    `threshold_`, read at the detector's image size and channels."""
+    from dsplit_jax import pictures  # pylint: disable=g-import-not-at-top
+    self._check_fitted()
+    return pictures.save_scores_picture(
+        out_png, names, scores, score_dir, threshold=getattr(self, "threshold_", None),
+        image_size=self.image_shape_[0], channels=self.image_shape_[-1], k=k, title=title)
 
   @property
   def batch_size(self) -> int:
