@@ -97,3 +97,19 @@ def save_scores_picture(out_png: str, names, scores, score_dir, *, threshold, im
 def _short(name: str, width: int = 18) -> str:
   name = os.path.basename(name)
   return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+def picture_of_scores_csv(clf, scores_csv: str, score_dir, *, k: int = 8,
+                          out_png: str | None = None) -> str:
+  """The picture of a scores CSV (`scoring.write_scores_csv`: file, score, label) that
+  detector `clf` wrote for `score_dir`, saved beside it (`picture_path`) unless
+  `out_png` says where; returns its path."""
+  import csv  # pylint: disable=g-import-not-at-top
+  with open(scores_csv, newline="") as f:
+    rows = list(csv.DictReader(f))
+  names = [r["file"] for r in rows]
+  scores = np.array([float(r["score"]) for r in rows])
+  title = (f"{os.path.basename(os.path.normpath(os.fspath(score_dir)))}: {len(rows)} images "
+           f"scored by {clf.config_.method}")
+  return clf.save_scores_picture(out_png or picture_path(scores_csv), names, scores,
+                                 score_dir, k=k, title=title)

@@ -41,3 +41,19 @@ def test_picture_refuses_names_without_scores(tmp_path):
   with pytest.raises(ValueError, match="one score per name"):
     pictures.save_scores_picture(str(tmp_path / "p.png"), names, scores[:2], tmp_path,
                                  threshold=None, image_size=28, channels=1)
+
+
+def test_picture_of_a_scores_csv_written_by_a_detector(tmp_path):
+  import dsplit_jax
+  from dsplit_jax import scoring
+  (tmp_path / "new").mkdir()
+  names, _ = _folder(tmp_path / "new")
+  rng = np.random.default_rng(1)
+  train = rng.integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
+  clf = dsplit_jax.OneClassClassifier("test", method="iforest", verbose=False).fit(train)
+  csv_path = str(tmp_path / "out" / "scores.csv")
+  assert scoring.write_scores_csv(clf, str(tmp_path / "new"), csv_path) == len(names)
+  out = pictures.picture_of_scores_csv(clf, csv_path, str(tmp_path / "new"), k=3)
+  assert out == str(tmp_path / "out" / "scores.png")
+  with Image.open(out) as im:
+    assert im.format == "PNG"
