@@ -1,17 +1,26 @@
 """A detector for one's own images: fit on normal images, score new ones, save, load.
 
     clf = dsplit_jax.OneClassClassifier(preset="cpu", contamination=0.05).fit(good_images)
-    scores = clf.score(new_images)        # higher = more abnormal (= decision_function)
-    labels = clf.predict(new_images)      # 1 = abnormal: score above clf.threshold_
+    scores = clf.decision_function(new_images)  # higher = more abnormal (= score)
+    labels = clf.predict(new_images)            # 1 = abnormal: score above clf.threshold_
     clf.save("detector"); clf = dsplit_jax.OneClassClassifier.load("detector")
 
-It runs the same pipeline as the benchmarks, with a single job. The names after
-fit (`decision_scores_`, `threshold_`, `predict`, `predict_proba`) are PyOD's, so
-code written for PyOD detectors can use this one.
+Every method of `methods.METHODS` (the paper's, its two ablations and the five
+baselines of Table 1) runs behind the same calls, so one word (`method=`) switches
+between them; each runs a single job of the benchmarks' pipeline.
+
+The detector follows PyOD's `BaseDetector` contract: `fit(X, y=None)` (y is ignored),
+`decision_scores_`, `threshold_` (the `100 * (1 - contamination)` percentile of the
+training scores), `labels_`, `decision_function`, `predict(X, return_confidence=...)`,
+`predict_proba(X, method="linear" | "unify", return_confidence=...)`,
+`predict_confidence`, `predict_with_rejection`, `predict_rank`, `fit_predict`; and
+scikit-learn's: a `BaseEstimator` (`get_params`, `set_params`, `sklearn.base.clone`,
+a repr with the parameters), `NotFittedError` before `fit` or `load`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -22,6 +31,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import scipy.optimize
+import scipy.special
+import scipy.stats
+import sklearn.base
+import sklearn.exceptions
+import sklearn.metrics
 
 from dsplit_jax import configs
 from dsplit_jax import data
@@ -33,11 +48,17 @@ from dsplit_jax import train
 
 
 default_preset = configs.default_preset
+PROBABILITY_METHODS = ("linear", "unify")
+REJECTED = -2  # predict_with_rejection's label for a rejected image (PyOD's)
 
+
+# ------------------------------------------------- functions of scores (PyOD's)
 
 def threshold(train_scores, contamination: float) -> float:
-  """The score above which a `contamination` fraction of the training images lie."""
-  return float(np.quantile(np.asarray(train_scores, np.float64), 1.0 - contamination))
+  """The `100 * (1 - contamination)` percentile of the training scores: the score
+  above which a `contamination` share of the training images lie."""
+  return float(np.percentile(np.asarray(train_scores, np.float64),
+                             100 * (1.0 - contamination)))
 
 
 def abnormal_probability(scores, train_scores) -> np.ndarray:
@@ -51,6 +72,70 @@ def abnormal_probability(scores, train_scores) -> np.ndarray:
   p = (s - lo) / (hi - lo) if hi > lo else (s > hi).astype(np.float64)
   p = np.clip(p, 0.0, 1.0)
   return np.stack([1.0 - p, p], axis=1)
+
+
+def unified_probability(scores, train_scores) -> np.ndarray:
+  """[N, 2] (normal, abnormal): PyOD's "unify" method (Kriegel et al., "Interpreting
+  and unifying outlier scores", SDM 2011): erf of the scores standardised by the mean
+  and (population) standard deviation of the training scores, clipped to [0, 1].
+  With all training scores equal, above them is abnormal."""
+  train = np.asarray(train_scores, np.float64)
+  mu, sigma = float(train.mean()), float(train.std())
+  s = np.asarray(scores, np.float64)
+  p = (scipy.special.erf((s - mu) / (sigma * np.sqrt(2))) if sigma > 0
+       else (s > mu).astype(np.float64))
+  p = np.clip(p, 0.0, 1.0)
+  return np.stack([1.0 - p, p], axis=1)
+
+
+def confidence(scores, train_scores, contamination: float, threshold_: float) -> np.ndarray:
+  """How surely each image would get the same label from a detector fit on a slightly
+  different training set, in [0, 1]: ExCeed (Perini, Vercruyssen, Davis, ECML PKDD
+  2020), as PyOD's `predict_confidence` documents it.
+
+  The outlier probability of a score is (1 + k) / (2 + n), k of the n training scores
+  being at or below it; the confidence of an "abnormal" label is the probability that
+  at least n - floor(n * contamination) + 1 of n such draws are outliers; a "normal"
+  label gets one minus that.
+  """
+  train = np.sort(np.asarray(train_scores, np.float64))
+  n = len(train)
+  s = np.asarray(scores, np.float64)
+  p = (1 + np.searchsorted(train, s, side="right")) / (2 + n)
+  conf = 1 - scipy.stats.binom.cdf(n - int(n * contamination), n, p)
+  return np.where(s > threshold_, conf, 1 - conf)
+
+
+def rank(scores, train_scores, normalized: bool = False) -> np.ndarray:
+  """How many training scores lie below each score (PyOD's `_predict_rank`); with
+  `normalized`, divided by the largest of these ranks."""
+  ranks = np.searchsorted(np.sort(np.asarray(train_scores)), np.asarray(scores))
+  return ranks / ranks.max() if normalized else ranks
+
+
+def rejection_stats(n: int, contamination: float, *, T: float = 32, delta: float = 0.1,
+                    c_fp: float = 1, c_fn: float = 1, c_r: float | None = None):
+  """(expected rejection rate, its upper bound, upper bound of the cost) of rejecting
+  the images whose ExCeed confidence is below 1 - 2 exp(-T), for a detector fit on n
+  images (Perini, Buss, Davis, "Unsupervised anomaly detection with rejection",
+  NeurIPS 2023, as PyOD's `compute_rejection_stats` states them).
+  The upper bound on the rejection rate holds with probability 1 - delta; `c_r`
+  (the cost of a rejection) defaults to the contamination."""
+  g = contamination
+  c_r = g if c_r is None or c_r < 0 else c_r
+  k = int(n * g) - 1
+
+  def quantile(level):  # p with binom.cdf(k, n, p) == level
+    return scipy.optimize.brentq(lambda p: scipy.stats.binom.cdf(k, n, p) - level, 0, 1)
+
+  q1, q2 = quantile(1 - np.exp(-T)), quantile(np.exp(-T))
+  right = min(1.0, (n + 1 - g * (n + 2)) / n + T * (n + 2) / np.sqrt(2 * n ** 3 * T))
+  inner = 0.5 * n ** 5 * (2 * n * (-3 * g ** 2 - 2 * n * (1 - g) ** 2 + 4 * g - 3)
+                          + T * (n + 2) ** 2 - 8)
+  left = max(0.0, (2 + n * (1 - g) * (n + 1)) / n ** 2 - np.sqrt(inner) / n ** 4)
+  upper_rate = right - left + 2 * np.sqrt(np.log(2 / delta) / (2 * n))
+  upper_cost = min(g, q1) * c_fp + min(1 - q2, g) * c_fn + (q2 - q1) * c_r
+  return float(q2 - q1), float(upper_rate), float(upper_cost)
 
 
 def as_images(images, image_shape=None) -> np.ndarray:
@@ -74,61 +159,312 @@ def as_images(images, image_shape=None) -> np.ndarray:
   return x
 
 
-class OneClassClassifier:
-  """The paper's one-class classifier (or an ablation: `method`) for any square images."""
+def make_progress(progress=None, verbose: bool = True) -> loop.Progress:
+  """What `fit` reports through: `progress` (a `loop.Progress`, or any callable taking
+  one line of text), else a `loop.Progress` printing to stdout; silent unless
+  `verbose`."""
+  if not verbose:
+    return loop.Progress(printer=lambda line: None)
+  if progress is None or isinstance(progress, loop.Progress):
+    return progress or loop.Progress()
+  if not callable(progress):
+    raise TypeError(f"progress must be a loop.Progress or a callable taking a line, got "
+                    f"{type(progress).__name__}")
+  return loop.Progress(printer=progress)
+
+
+# --------------------------------------------- what each kind of method stores
+#
+# `methods.get(name).scorer` says how a method scores, and so what a fitted detector
+# holds: `_Networks` (the classifier or the splitting autoencoder), `_DeepSVDD` and
+# `_Classical` (a scikit-learn estimator). Each one's `fit` returns a pytree of
+# arrays, saved as params.msgpack; `_Classical` also saves its estimator.
+
+
+class _Networks:
+  """dsplit, naive_nn, nnwds (the classifier's logit) and ssim (the autoencoder's
+  reconstruction): `runner.fit` and `runner.score` on one job."""
+
+  @staticmethod
+  def fit(clf, config, x, workdir, progress):
+    jobs = data.Jobs.of_images(x, config.seeds[0])
+    run_dir = os.path.join(workdir, "run") if workdir else None
+    if run_dir:
+      runner.check_run_dir(run_dir, config)
+    clf._programs = pipeline.make_programs(config, x.shape[1:])
+    fitted = runner.fit(clf._programs, config.method, jobs, workdir=workdir,
+                        run_dir=run_dir, progress=progress)
+    key = methods.get(config.method).fitted_params
+    return {key: fitted[key]}
+
+  @staticmethod
+  def score(clf, x):
+    if clf._programs is None:  # loaded, or parameters set by hand
+      clf._programs = pipeline.make_programs(clf.config_, clf.image_shape_)
+    return runner.score(clf._programs, clf.config_.method, clf._fitted, x)[0]
+
+  @staticmethod
+  def template(config, image_shape):
+    x = np.zeros((2, *image_shape), np.float32)
+    key = jax.random.PRNGKey(0)
+    which = methods.get(config.method).fitted_params
+    if which == "params":
+      model = train.make_classifier(config)
+      params = model.init(key, x, method=model.init_all)
+    else:
+      params = train.make_autoencoder(config, image_shape).init(key, x)
+    return {which: jax.tree.map(lambda a: jnp.asarray(a)[None], params)}
+
+
+class _DeepSVDD:
+  """Deep SVDD (baselines/dsvdd.py): its network, centre and min-max scaling."""
+
+  @staticmethod
+  def fit(clf, config, x, workdir, progress):
+    del clf, workdir  # Deep SVDD trains in one go; nothing to resume.
+    from dsplit_jax.baselines import dsvdd  # pylint: disable=g-import-not-at-top
+    jobs = data.Jobs.of_images(x, config.seeds[0])
+    pool, _, affine = dsvdd.prepare(config.dsvdd.preprocessing, jobs.pool, jobs.train_idx,
+                                    jobs.train_count, None, job_classes=jobs.classes)
+    return {"dsvdd": dsvdd.train(config.dsvdd, pool, jobs.train_idx, jobs.train_count,
+                                 jobs.keys, job_affine=affine, progress=progress,
+                                 conv_impl=config.model.conv_impl)}
+
+  @staticmethod
+  def score(clf, x):
+    from dsplit_jax.baselines import dsvdd  # pylint: disable=g-import-not-at-top
+    config = clf.config_
+    x = dsvdd.prepare_new(config.dsvdd.preprocessing, x)
+    return dsvdd.score_trained(config.dsvdd, clf._fitted["dsvdd"], x,
+                               config.model.conv_impl)[0]
+
+  @staticmethod
+  def template(config, image_shape):
+    from dsplit_jax.baselines import dsvdd  # pylint: disable=g-import-not-at-top
+    return {"dsvdd": dsvdd.init_trained(config.dsvdd, image_shape, 1,
+                                        config.model.conv_impl)}
+
+
+class _Classical:
+  """OCSVM, HOG + OCSVM, Isolation Forest (baselines/classical.py) on the images as
+  `config.classical.preprocessing` prepares them; the arrays hold that preprocessing's
+  (lo, hi) bounds, the estimator is saved with skops."""
+
+  model_file = "model.skops"
+  # scikit-learn types skops does not trust by default that the detectors hold: the
+  # Isolation Forest's trees. A file naming any other such type is refused.
+  trusted_types = ("sklearn.tree._tree.Tree",)
+
+  @staticmethod
+  def _prepare(config, x, bounds):
+    if config.classical.preprocessing == "none":
+      return x
+    x = data.preprocessing.global_contrast_normalization(x, "l1")
+    lo, hi = float(bounds[0]), float(bounds[1])
+    return (x - lo) / np.asarray(hi - lo, x.dtype)  # as data.preprocessing.gcn_minmax
+
+  @classmethod
+  def fit(cls, clf, config, x, workdir, progress):
+    del workdir  # fitted in one go; nothing to resume
+    from dsplit_jax.baselines import classical  # pylint: disable=g-import-not-at-top
+    bounds = np.array([0.0, 1.0])
+    if config.classical.preprocessing != "none":
+      bounds = np.array(data.preprocessing.minmax_bounds(
+          data.preprocessing.global_contrast_normalization(x, "l1")))
+      if not bounds[1] > bounds[0]:
+        raise ValueError(f"min-max scaling undefined: the GCN'd training images are "
+                         f"constant ({bounds[0]})")
+    clf._estimator = classical.fit(config.method, cls._prepare(config, x, bounds),
+                                   config.classical, config.seeds[0])
+    progress.printer(f"[{config.method}] fit on {len(x)} images")
+    return {"classical": {"bounds": bounds}}
+
+  @classmethod
+  def score(cls, clf, x):
+    return clf._estimator.scores(cls._prepare(clf.config_, x,
+                                              clf._fitted["classical"]["bounds"]))
+
+  @staticmethod
+  def template(config, image_shape):
+    del config, image_shape
+    return {"classical": {"bounds": jnp.zeros(2)}}
+
+  @classmethod
+  def save(cls, clf, folder):
+    import skops.io  # pylint: disable=g-import-not-at-top
+    skops.io.dump(clf._estimator.estimator, os.path.join(folder, cls.model_file))
+
+  @classmethod
+  def load(cls, clf, folder):
+    """The estimator `save` wrote. skops rebuilds it from a description of its fields
+    (no pickle), and only types scikit-learn's own or in `trusted_types`; still, load
+    only detectors this library saved."""
+    import skops.io  # pylint: disable=g-import-not-at-top
+    from dsplit_jax.baselines import classical  # pylint: disable=g-import-not-at-top
+    path = os.path.join(folder, cls.model_file)
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"{path}: no saved {clf.config_.method} estimator here")
+    try:
+      estimator = skops.io.load(path, trusted=list(cls.trusted_types))
+    except Exception as e:  # a torn zip, an untrusted type, a wrong format: all unreadable
+      raise ValueError(f"{path}: cannot be read ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())[:200]})") from None
+    model = classical.make(clf.config_.method, clf.config_.classical, clf.config_.seeds[0])
+    if type(estimator) is not type(model.estimator):
+      raise ValueError(f"{path}: holds a {type(estimator).__name__}, but "
+                       f"{clf.config_.method} uses a {type(model.estimator).__name__}")
+    model.estimator = estimator
+    clf._estimator = model
+
+
+# Keyed by `Method.scorer` (not by method name).
+_KINDS = {
+    "classifier": _Networks,
+    "ssim": _Networks,
+    "dsvdd": _DeepSVDD,
+    "classical": _Classical,
+}
+
+
+def _kind(method: str):
+  return _KINDS[methods.get(method).scorer]
+
+
+# ------------------------------------------------------------------ the detector
+
+
+class OneClassClassifier(sklearn.base.BaseEstimator):
+  """A one-class detector for square images: the paper's method or any other of
+  `methods.METHODS` (`method`).
+
+  preset: a preset of `dsplit_jax.configs` (the default one for this machine when
+    None); `config`: a whole ConfigDict instead. Neither is changed: `fit` works on a
+    copy, `config_`, with `method`, `rho` and `seed` set.
+  contamination: the share of the training images scored above `threshold_`, in
+    (0, 0.5]: PyOD's meaning, the false-positive rate accepted on the training images.
+  verbose: False silences the progress lines of `fit`.
+
+  Fitted attributes: `config_`, `image_shape_`, `decision_scores_` (the training
+  images' scores), `threshold_`, `labels_` (1 = training score above `threshold_`).
+  """
 
   def __init__(self, preset: str | None = None, *, method: str = "dsplit", rho: float = 10.0,
                seed: int = 0, contamination: float = 0.1,
-               config: ml_collections.ConfigDict | None = None):
-    if methods.get(method).fitted_params is None:
-      raise ValueError(f"method must be one of {', '.join(methods.DETECTORS)}, got "
-                       f"{method!r}")
-    if not 0 < contamination <= 0.5:
-      raise ValueError(f"contamination is the expected fraction of abnormal training images, "
-                       f"in (0, 0.5]; got {contamination!r}")
-    self.contamination = float(contamination)
-    self.decision_scores_ = None  # Scores of the training images, set by fit.
-    self.threshold_ = None
-    self.config = config if config is not None else configs.get_preset(preset or default_preset())
-    self.config.method, self.config.rho, self.config.seeds = method, float(rho), (int(seed),)
-    self.config.dataset, self.config.normal_classes = "folder", (0,)
-    self.image_shape = None
-    self._fitted = None
-    self._programs = None  # pipeline.Programs of the fitted config and image shape
+               config: ml_collections.ConfigDict | None = None, verbose: bool = True):
+    self.preset = preset
+    self.method = method
+    self.rho = rho
+    self.seed = seed
+    self.contamination = contamination
+    self.config = config
+    self.verbose = verbose
+    self._check_params()
+    self._fitted = None     # pytree of arrays (params.msgpack), set by fit or load
+    self._estimator = None  # classical.Fitted of the classical methods
+    self._programs = None   # pipeline.Programs of the fitted config and image shape
 
-  def fit(self, images, *, workdir: str | None = None, progress=None) -> "OneClassClassifier":
-    """Trains on normal images only; `workdir` makes the training resumable."""
-    x = as_images(images)
+  def __repr__(self) -> str:
+    """The class and the parameters that differ from their defaults, as scikit-learn's
+    repr; a `config` is shown by its preset, not field by field."""
+    defaults = inspect.signature(type(self).__init__).parameters
+    shown = []
+    for name, value in self.get_params(deep=False).items():
+      if value is defaults[name].default or (name != "config" and
+                                             value == defaults[name].default):
+        continue
+      text = (f"<ConfigDict of preset {value.get('preset')!r}>" if name == "config"
+              else repr(value))
+      shown.append(f"{name}={text}")
+    return f"{type(self).__name__}({', '.join(shown)})"
+
+  def _check_params(self):
+    methods.get(self.method)  # ValueError naming the choices
+    if not 0 < self.contamination <= 0.5:
+      raise ValueError(f"contamination is the share of training images scored above the "
+                       f"threshold, in (0, 0.5]; got {self.contamination!r}")
+
+  def _make_config(self) -> ml_collections.ConfigDict:
+    """`config` (or `preset`) with this detector's method, rho and seed, as a copy."""
+    if self.config is not None:
+      config = self.config.copy_and_resolve_references()
+    else:
+      config = configs.get_preset(self.preset or default_preset())
+    config.method, config.rho, config.seeds = self.method, float(self.rho), (int(self.seed),)
+    config.dataset, config.normal_classes = "folder", (0,)
+    return config
+
+  # ------------------------------------------------------------------- fit, score
+
+  def fit(self, X, y=None, *, workdir: str | None = None, progress=None,
+          verbose: bool | None = None) -> "OneClassClassifier":
+    """Trains on normal images `X` only; `y` is ignored (PyOD's signature).
+
+    workdir: makes the training of the network methods resumable.
+    progress: a `loop.Progress`, or a callable taking one line of text.
+    verbose: overrides the detector's `verbose` for this call.
+    """
+    del y
+    self._check_params()
+    x = as_images(X)
     if len(x) < 4:
       raise ValueError(f"need at least 4 normal images to split and pair, got {len(x)}")
-    configs.validate(self.config, check_dataset=False)
-    jobs = data.Jobs.of_images(x, self.config.seeds[0])
-    run_dir = os.path.join(workdir, "run") if workdir else None
-    if run_dir:
-      runner.check_run_dir(run_dir, self.config)
-    self._programs = pipeline.make_programs(self.config, x.shape[1:])
-    fitted = runner.fit(self._programs, self.config.method, jobs, workdir=workdir,
-                        run_dir=run_dir, progress=progress or loop.Progress())
-    key = methods.get(self.config.method).fitted_params
-    self._fitted = {key: fitted[key]}
-    self.image_shape = x.shape[1:]
-    self.decision_scores_ = self.score(x)
-    self.threshold_ = threshold(self.decision_scores_, self.contamination)
+    config = self._make_config()
+    configs.validate(config, check_dataset=False)
+    progress = make_progress(progress, self.verbose if verbose is None else verbose)
+    self._fitted = self._estimator = self._programs = None
+    self.config_, self.image_shape_ = config, x.shape[1:]
+    self._fitted = _kind(config.method).fit(self, config, x, workdir, progress)
+    self._set_decision_scores(self.decision_function(x))
     return self
 
-  def score(self, images) -> np.ndarray:
+  def _set_decision_scores(self, scores):
+    """PyOD's `_process_decision_scores`: threshold_, labels_ and the mean and standard
+    deviation ("unify") of the training scores."""
+    self.decision_scores_ = np.asarray(scores)
+    self.threshold_ = threshold(self.decision_scores_, self.contamination)
+    self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
+    self._mu = float(np.mean(self.decision_scores_))
+    self._sigma = float(np.std(self.decision_scores_))
+
+  def __sklearn_is_fitted__(self) -> bool:
+    return self._fitted is not None
+
+  def _check_fitted(self):
+    if self._fitted is None:
+      raise sklearn.exceptions.NotFittedError(
+          f"this {type(self).__name__} is not fitted yet: call fit() or load() first")
+
+  @property
+  def image_shape(self):
+    """(H, W, C) of the images the detector was fit on; None before."""
+    return getattr(self, "image_shape_", None)
+
+  @image_shape.setter
+  def image_shape(self, shape):
+    """Set by hand with `_fitted` (benchmarks of scoring, tests): a detector that was
+    never fit, whose config is then this detector's (`config_`)."""
+    self.image_shape_ = tuple(shape)
+    if not hasattr(self, "config_"):
+      self.config_ = self._make_config()
+
+  def score(self, X) -> np.ndarray:
     """Anomaly scores, higher = more abnormal.
 
-    Scored in batches of `config.eval_batch_size` images, the last one padded, so that
-    any number of images runs one compiled program (each new N would compile again).
+    The network methods score in batches of `config_.eval_batch_size` images, the last
+    one padded, so that any number of images runs one compiled program (each new N
+    would compile again).
     """
     self._check_fitted()
-    x = np.asarray(images)
+    x = np.asarray(X)
     if len(x) == 0:
       as_images(x)  # raises the usual message
     return np.concatenate([self._score_batch(as_images(x[i:i + self.batch_size],
-                                                       self.image_shape))
+                                                       self.image_shape_))
                            for i in range(0, len(x), self.batch_size)])
+
+  def decision_function(self, X) -> np.ndarray:
+    """The same as `score` (PyOD's and scikit-learn's name)."""
+    return self.score(X)
 
   def score_files(self, paths_or_dir, *, check: bool = True):
     """Yields (names, scores) for image files, reading `batch_size` images at a time.
@@ -138,77 +474,155 @@ class OneClassClassifier:
     opened once before any is scored, so a bad one stops the work before it starts.
     """
     self._check_fitted()
-    size, channels = self.image_shape[0], self.image_shape[-1]
-    if size != self.image_shape[1]:
-      raise ValueError(f"files are resized to squares; this detector takes {self.image_shape}")
+    size, channels = self.image_shape_[0], self.image_shape_[-1]
+    if size != self.image_shape_[1]:
+      raise ValueError(f"files are resized to squares; this detector takes {self.image_shape_}")
     for images, names in data.iter_image_files(paths_or_dir, size, channels=channels,
                                                chunk_size=self.batch_size, check=check):
-      yield names, self._score_batch(as_images(images, self.image_shape))
+      yield names, self._score_batch(as_images(images, self.image_shape_))
+
+  def save_scores_picture(self, out_png: str, names, scores, score_dir, *, k: int = 8,
+                          title: str = "") -> str:
+    """`pictures.save_scores_picture` of a folder this detector scored (`score_files`):
+    its k most and least abnormal images and the histogram of `scores` with
+    `threshold_`, read at the detector's image size and channels."""
+    from dsplit_jax import pictures  # pylint: disable=g-import-not-at-top
+    self._check_fitted()
+    return pictures.save_scores_picture(
+        out_png, names, scores, score_dir, threshold=getattr(self, "threshold_", None),
+        image_size=self.image_shape_[0], channels=self.image_shape_[-1], k=k, title=title)
 
   @property
   def batch_size(self) -> int:
-    """Images per compiled scoring call."""
-    return int(self.config.eval_batch_size)
+    """Images per scoring call (one compiled program for the network methods)."""
+    return int(self.config_.eval_batch_size)
 
   def _score_batch(self, x) -> np.ndarray:
-    """Scores of up to `batch_size` images, padded with blank images to exactly that many."""
+    """Scores of up to `batch_size` images; for the compiled methods the batch is
+    padded with blank images to exactly that many."""
+    kind = _kind(self.config_.method)
+    if kind is _Classical:
+      return kind.score(self, x)
     n = len(x)
     if n < self.batch_size:
       x = np.concatenate([x, np.zeros((self.batch_size - n,) + x.shape[1:], x.dtype)])
-    if self._programs is None:  # parameters set by hand, not by fit or load
-      self._programs = pipeline.make_programs(self.config, self.image_shape)
-    return runner.score(self._programs, self.config.method, self._fitted, x)[0][:n]
+    return kind.score(self, x)[:n]
 
-  def _check_fitted(self):
-    if self._fitted is None:
-      raise RuntimeError("call fit() or load() first")
-
-  def decision_function(self, images) -> np.ndarray:
-    """The same as `score` (PyOD's and scikit-learn's name)."""
-    return self.score(images)
-
-  def predict(self, images) -> np.ndarray:
-    """1 for images scored above `threshold_` (abnormal), else 0."""
-    return (self.score(images) > self._threshold()).astype(np.int64)
-
-  def predict_proba(self, images) -> np.ndarray:
-    """[N, 2] probabilities of (normal, abnormal); see `abnormal_probability`."""
-    self._threshold()
-    return abnormal_probability(self.score(images), self.decision_scores_)
+  # ---------------------------------------------------------- PyOD's predictions
 
   def _threshold(self) -> float:
     self._check_fitted()
-    if self.threshold_ is None:
-      raise RuntimeError("this detector was saved without training scores: fit it again "
-                         "to get threshold_")
+    if getattr(self, "threshold_", None) is None:
+      raise sklearn.exceptions.NotFittedError(
+          "this detector was saved without training scores: fit it again to get "
+          "threshold_")
     return self.threshold_
 
+  def predict(self, X, return_confidence: bool = False):
+    """1 for images scored above `threshold_` (abnormal), else 0; with
+    `return_confidence`, also `predict_confidence`'s values."""
+    t = self._threshold()
+    scores = self.decision_function(X)
+    labels = (scores > t).astype(np.int64)
+    if return_confidence:
+      return labels, confidence(scores, self.decision_scores_, self.contamination, t)
+    return labels
+
+  def predict_proba(self, X, method: str = "linear", return_confidence: bool = False):
+    """[N, 2] probabilities of (normal, abnormal): "linear" (`abnormal_probability`)
+    or "unify" (`unified_probability`); with `return_confidence`, also
+    `predict_confidence`'s values."""
+    if method not in PROBABILITY_METHODS:
+      raise ValueError(f"method must be one of {', '.join(PROBABILITY_METHODS)}, got "
+                       f"{method!r}")
+    t = self._threshold()
+    scores = self.decision_function(X)
+    to_proba = abnormal_probability if method == "linear" else unified_probability
+    proba = to_proba(scores, self.decision_scores_)
+    if return_confidence:
+      return proba, confidence(scores, self.decision_scores_, self.contamination, t)
+    return proba
+
+  def predict_confidence(self, X) -> np.ndarray:
+    """[N] confidence in [0, 1] of each image's `predict` label (`confidence`)."""
+    t = self._threshold()
+    return confidence(self.decision_function(X), self.decision_scores_, self.contamination, t)
+
+  def predict_with_rejection(self, X, T: float = 32, return_stats: bool = False,
+                             delta: float = 0.1, c_fp: float = 1, c_fn: float = 1,
+                             c_r: float = -1):
+    """`predict`'s labels, with REJECTED (-2) where the confidence is below
+    1 - 2 exp(-T) (PyOD's rule); with `return_stats`, also `rejection_stats`'s
+    [expected rejection rate, its upper bound, upper bound of the cost]. A negative
+    `c_r` means the contamination (PyOD's default)."""
+    if not 0 < delta < 1:
+      raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    labels, conf = self.predict(X, return_confidence=True)
+    self.rejection_threshold_ = 1 - 2 * np.exp(-T)
+    labels[2 * np.abs(conf - 0.5) <= self.rejection_threshold_] = REJECTED
+    if return_stats:
+      stats = rejection_stats(len(self.decision_scores_), self.contamination, T=T,
+                              delta=delta, c_fp=c_fp, c_fn=c_fn, c_r=c_r)
+      return labels, list(stats)
+    return labels
+
+  def predict_rank(self, X, normalized: bool = False) -> np.ndarray:
+    """How many training scores lie below each image's score (`rank`)."""
+    self._threshold()
+    return rank(self.decision_function(X), self.decision_scores_, normalized)
+
+  _predict_rank = predict_rank  # PyOD's name, used by its score combination code
+
+  def fit_predict(self, X, y=None) -> np.ndarray:
+    """`fit(X)`, then the training images' labels (`labels_`), as PyOD."""
+    return self.fit(X, y).labels_
+
+  def fit_predict_score(self, X, y, scoring: str = "roc_auc_score") -> float:
+    """`fit(X)`, then the training scores evaluated against labels `y` (1 = abnormal):
+    "roc_auc_score", or "prc_n_score" (precision among the sum(y) highest scores).
+    PyOD deprecates this method; it is here for code written for PyOD."""
+    if scoring not in ("roc_auc_score", "prc_n_score"):
+      raise NotImplementedError(f"scoring must be roc_auc_score or prc_n_score, got "
+                                f"{scoring!r}")
+    scores = self.fit(X).decision_scores_
+    y = np.asarray(y)
+    if scoring == "roc_auc_score":
+      return float(sklearn.metrics.roc_auc_score(y, scores))
+    top = np.argsort(-scores, kind="stable")[:int(y.sum())]
+    return float(y[top].mean())
+
+  # -------------------------------------------------------------------- save, load
+
   def save(self, path: str, *, overwrite: bool = False) -> None:
-    """Writes `detector.json` and `params.msgpack` into a new folder `path`.
+    """Writes `detector.json`, `params.msgpack` (and `model.skops` for the classical
+    methods) into a new folder `path`.
 
     They are written to a temporary folder beside it, then renamed into place, so a
     crash never leaves half a detector; a non-empty `path` is only replaced with
     `overwrite=True`.
     """
     if self._fitted is None:
-      raise RuntimeError("nothing to save: call fit() first")
+      raise sklearn.exceptions.NotFittedError("nothing to save: call fit() first")
     path = os.path.abspath(path)
     if os.path.exists(path) and not (os.path.isdir(path) and not os.listdir(path)) \
         and not overwrite:
       raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True to "
                             "replace it")
-    meta = {"config": json.loads(self.config.to_json_best_effort()),
-            "image_shape": list(self.image_shape), "contamination": self.contamination,
-            "threshold": self.threshold_}
+    meta = {"config": json.loads(self.config_.to_json_best_effort()),
+            "image_shape": list(self.image_shape_), "contamination": self.contamination,
+            "threshold": getattr(self, "threshold_", None)}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
     try:
       with open(os.path.join(tmp, "detector.json"), "w") as f:
         json.dump(meta, f, indent=2)
-      if self.decision_scores_ is not None:
+      if getattr(self, "decision_scores_", None) is not None:
         np.save(os.path.join(tmp, "decision_scores.npy"), self.decision_scores_)
       with open(os.path.join(tmp, "params.msgpack"), "wb") as f:
         f.write(flax.serialization.to_bytes(self._fitted))
+      kind = _kind(self.config_.method)
+      if hasattr(kind, "save"):
+        kind.save(self, tmp)
       old = None
       if os.path.lexists(path):
         old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=os.path.dirname(path))
@@ -222,7 +636,8 @@ class OneClassClassifier:
 
   @classmethod
   def load(cls, path: str) -> "OneClassClassifier":
-    """A saved detector; any unreadable or inconsistent file is a ValueError naming it."""
+    """A detector `save` wrote; any unreadable or inconsistent file is a ValueError
+    naming it."""
     meta_path = os.path.join(path, "detector.json")
     params_path = os.path.join(path, "params.msgpack")
     for p in (meta_path, params_path):
@@ -235,9 +650,10 @@ class OneClassClassifier:
       image_shape = (*map(int, meta["image_shape"]),)
       clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0],
                 contamination=meta.get("contamination", 0.1))
-      configs.validate(clf.config, check_dataset=False)
+      clf.config_ = clf._make_config()
+      configs.validate(clf.config_, check_dataset=False)
       # Shapes only (from_bytes replaces every leaf): nothing to compile or run.
-      template = jax.eval_shape(lambda: _template(config, image_shape))
+      template = jax.eval_shape(lambda: _template(clf.config_, image_shape))
     except Exception as e:  # JSON, a missing key, a bad field: all mean "edited or torn".
       raise ValueError(f"{meta_path}: not a detector's description ({type(e).__name__}: "
                        f"{' '.join(str(e).split())[:200]})") from None
@@ -252,27 +668,28 @@ class OneClassClassifier:
       if np.shape(got) != np.shape(want):
         raise ValueError(f"{params_path}: {jax.tree_util.keystr(key)} has shape "
                          f"{np.shape(got)}, but {meta_path} describes {np.shape(want)}")
-    clf.image_shape, clf._fitted = image_shape, fitted
-    clf._programs = pipeline.make_programs(clf.config, image_shape)
+    clf.image_shape_, clf._fitted = image_shape, fitted
+    kind = _kind(clf.config_.method)
+    if hasattr(kind, "load"):
+      kind.load(clf, path)
     scores_path = os.path.join(path, "decision_scores.npy")
-    if os.path.exists(scores_path):  # Detectors saved before thresholds have none.
+    if os.path.exists(scores_path):
       try:
-        clf.decision_scores_ = np.load(scores_path)  # allow_pickle=False: nothing unpickled
+        scores = np.load(scores_path)  # allow_pickle=False: nothing is unpickled
       except Exception as e:  # an object array, a torn or foreign file
         raise ValueError(f"{scores_path}: cannot be read ({type(e).__name__}: "
                          f"{' '.join(str(e).split())[:200]})") from None
-      clf.threshold_ = meta["threshold"]
+      clf._set_decision_scores(scores)
+      if meta.get("threshold") is not None and not np.isclose(clf.threshold_,
+                                                              meta["threshold"]):
+        raise ValueError(f"{scores_path}: its scores give the threshold {clf.threshold_:.6g}, "
+                         f"but {meta_path} says {meta['threshold']:.6g}")
+    else:  # Detectors saved before thresholds have none.
+      clf.threshold_ = None
     return clf
 
 
 def _template(config, image_shape):
-  """Parameter shapes of a fitted detector, stacked over one job, for deserialising."""
-  x = np.zeros((2, *image_shape), np.float32)
-  key = jax.random.PRNGKey(0)
-  which = methods.get(config.method).fitted_params
-  if which == "params":
-    model = train.make_classifier(config)
-    params = model.init(key, x, method=model.init_all)
-  else:
-    params = train.make_autoencoder(config, image_shape).init(key, x)
-  return {which: jax.tree.map(lambda a: jnp.asarray(a)[None], params)}
+  """Fitted arrays of a detector of `config.method` (stacked over one job where the
+  method trains jobs), for deserialising."""
+  return _kind(config.method).template(config, image_shape)

@@ -93,9 +93,11 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
   return config, list(chosen)
 
 
-def run(config, methods, *, workdir: str, score_dir=None, scores_csv=None) -> int:
-  """Runs every method, holding the work dir's lock; returns the process exit code."""
-  progress = loop.Progress()
+def run(config, methods, *, workdir: str, score_dir=None, scores_csv=None,
+        quiet: bool = False) -> int:
+  """Runs every method, holding the work dir's lock; returns the process exit code.
+  `quiet` drops the training progress lines."""
+  progress = loop.Progress(printer=(lambda line: None) if quiet else None)
   try:
     workdir_lib.check_writable(workdir, "--workdir")
     if score_dir:

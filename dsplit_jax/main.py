@@ -56,6 +56,8 @@ _PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print the resolved con
 _DESCRIBE = flags.DEFINE_bool("describe", False, "With --print_config: each field's meaning "
                               "and allowed values as a comment after it.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an unexpected error.")
+_QUIET = flags.DEFINE_bool("quiet", False, "No training progress lines (results and errors "
+                           "are still printed).")
 
 
 def _fail(message: str):
@@ -99,7 +101,7 @@ def main(argv):
     sys.exit(0)
   try:
     code = cli.run(config, methods, workdir=_WORKDIR.value, score_dir=_SCORE_DIR.value,
-                   scores_csv=_SCORES_CSV.value)
+                   scores_csv=_SCORES_CSV.value, quiet=_QUIET.value)
   except KeyboardInterrupt as e:  # loop.Interrupted says where; checkpoints are written.
     print(str(e) or "interrupted; run the same command to resume", file=sys.stderr)
     sys.exit(130)

@@ -24,7 +24,10 @@ class Method:
   labels_from_split: the intra-class loss labels atypical images 1 (dsplit, nnwds);
     without it every normal image is labelled 0 (naive_nn).
   scorer: "classifier" (its logit), "ssim" (minus the reconstruction's SSIM),
-    "classical" (baselines/classical.py) or "dsvdd" (baselines/dsvdd.py).
+    "classical" (baselines/classical.py) or "dsvdd" (baselines/dsvdd.py). It also
+    decides what a fitted detector of the API (api.py) holds and saves: the
+    classifier's or the autoencoder's parameters, Deep SVDD's network and centre, or
+    a scikit-learn estimator.
   """
   name: str
   paper_name: str
@@ -48,8 +51,9 @@ class Method:
 
   @property
   def fitted_params(self) -> str | None:
-    """Which fitted parameters score new images ("params" of the classifier,
-    "ae_params" of the autoencoder); None where scoring is not a stored network."""
+    """Which of `fitting.fit`'s networks score new images ("params" of the classifier,
+    "ae_params" of the autoencoder); None where the method is not fit by
+    `fitting.fit` (Deep SVDD and the classical baselines have their own)."""
     return {"classifier": "params", "ssim": "ae_params"}.get(self.scorer)
 
 
@@ -68,9 +72,6 @@ METHODS = {m.name: m for m in (
 )}
 NAMES = tuple(METHODS)
 PAPER_ORDER = tuple(sorted(METHODS, key=lambda m: METHODS[m].paper_column))
-# Methods whose fitted networks score new images: the detector API's choices (the
-# others fit and score in one go).
-DETECTORS = tuple(n for n, m in METHODS.items() if m.fitted_params is not None)
 
 
 def get(name: str) -> Method:

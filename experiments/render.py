@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import json
 import os
+import re
 import sys
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -445,11 +447,45 @@ def write_roc(dataset, cls, files: dict[str, list[str]], png, rho=paper.RHO):
 
 # ----------------------------------------------------------------- loss curves
 
+def _run_config(run_dir) -> dict:
+  """The run's saved config fields (`records.RUN_CONFIG_FILE`), {} when unreadable."""
+  try:
+    with open(os.path.join(run_dir, records.RUN_CONFIG_FILE)) as f:
+      saved = json.load(f)
+  except (OSError, ValueError):
+    return {}
+  return saved if isinstance(saved, dict) else {}
+
+
+def run_title(run_dir, phase: str) -> str:
+  """A loss figure's title: dataset, method, rho and preset of the run, read from its
+  config; the folder's name only when the run has no readable config."""
+  cfg = _run_config(run_dir)
+  if not {"dataset", "method"} <= set(cfg):
+    return f"{phase}: {os.path.basename(run_dir)}"
+  parts = [f"{phase} losses: {cfg['dataset']}", str(cfg["method"])]
+  if methods_lib.METHODS.get(cfg["method"]) and methods_lib.get(cfg["method"]).uses_rho:
+    parts.append(f"ρ = {float(cfg['rho']):g}")
+  if cfg.get("preset"):
+    parts.append(f"preset {cfg['preset']}")
+  return ", ".join(parts)
+
+
+def job_label(dataset, job: str) -> str:
+  """'c3s1' -> '3 (Cat), seed 1' with the dataset's class names; other names as given."""
+  match = re.fullmatch(r"c(\d+)s(\d+)", job)
+  if not match or not dataset:
+    return job
+  cls, seed = map(int, match.groups())
+  return f"{cls} ({_class_name(dataset, cls)}), seed {seed}"
+
+
 def write_loss_curves(run_dir, png) -> bool:
   """One panel per loss of the run's classifier phase, one line per job; False if empty."""
   curves = records.read_curves(run_dir)
   if not curves:
     return False
+  dataset = _run_config(run_dir).get("dataset")
   phase = next(iter(curves))
   jobs = curves[phase]
   metrics = list(dict.fromkeys(m for job in jobs.values() for m in job))
@@ -460,13 +496,13 @@ def write_loss_curves(run_dir, png) -> bool:
     for j, (job, by_metric) in enumerate(sorted(jobs.items())):
       if metric in by_metric:
         steps, values = zip(*by_metric[metric])
-        ax.plot(steps, values, lw=1, color=f"C{j % 10}", label=job)
+        ax.plot(steps, values, lw=1, color=f"C{j % 10}", label=job_label(dataset, job))
     ax.axhline(np.log(2), color="k", ls=":", lw=0.8, label="log 2")
     ax.set(title=metric, xlabel="step", ylim=(0, None))
     if k == 0:
       ax.set_ylabel("loss (mean over 25 steps)")
       ax.legend(fontsize=6, ncol=2)
-  fig.suptitle(f"{phase}: {os.path.basename(run_dir)}", fontsize=8)
+  fig.suptitle(run_title(run_dir, phase), fontsize=8)
   fig.tight_layout()
   fig.savefig(png, dpi=120)
   return True

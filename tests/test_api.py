@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.exceptions import NotFittedError
 
 import dsplit_jax
 from dsplit_jax import configs
@@ -53,7 +54,7 @@ def test_bad_images_are_refused(fitted):
     fitted.score(np.full((2, 28, 28, 1), 2.0, np.float32))
   with pytest.raises(ValueError, match="at least 4"):
     dsplit_jax.OneClassClassifier(config=_config()).fit(np.zeros((3, 28, 28), np.uint8))
-  with pytest.raises(RuntimeError, match="fit"):
+  with pytest.raises(NotFittedError, match="fit"):
     dsplit_jax.OneClassClassifier(config=_config()).score(np.zeros((3, 28, 28), np.uint8))
 
 
@@ -134,7 +135,7 @@ def test_detector_saved_before_thresholds_still_scores(random_fit, random_images
   os.remove(tmp_path / "old" / "decision_scores.npy")
   old = dsplit_jax.OneClassClassifier.load(str(tmp_path / "old"))
   assert old.score(random_images[1]).shape == (10,) and old.threshold_ is None
-  with pytest.raises(RuntimeError, match="fit it again"):
+  with pytest.raises(NotFittedError, match="fit it again"):
     old.predict(random_images[1])
 
 
@@ -158,8 +159,8 @@ def _unfitted_detector():
   """A detector holding freshly initialised parameters: save/load need no training."""
   from dsplit_jax import api
   clf = dsplit_jax.OneClassClassifier(config=configs.get_preset("test"), method="nnwds")
-  clf.image_shape = (28, 28, 1)
-  clf._fitted = api._template(clf.config, clf.image_shape)
+  clf.config_, clf.image_shape_ = clf._make_config(), (28, 28, 1)
+  clf._fitted = api._template(clf.config_, clf.image_shape_)
   return clf
 
 

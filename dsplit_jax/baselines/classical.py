@@ -12,6 +12,9 @@ Forest with 100 trees and scikit-learn's sub-sample size 256.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import ml_collections
 import numpy as np
 import skimage.color
@@ -26,13 +29,28 @@ def _flat(x: np.ndarray) -> np.ndarray:
   return x.reshape(len(x), -1)
 
 
+def _ocsvm(nu, gamma, cache_mb) -> svm.OneClassSVM:
+  return svm.OneClassSVM(kernel="rbf", nu=nu, gamma=gamma, cache_size=cache_mb)
+
+
+def _iforest(n_estimators, max_samples, seed) -> ensemble.IsolationForest:
+  return ensemble.IsolationForest(n_estimators=n_estimators, max_samples=max_samples,
+                                  random_state=seed)
+
+
+def _anomaly_scores(estimator, features) -> np.ndarray:
+  """Higher = more abnormal: minus the OCSVM's decision function, minus the Isolation
+  Forest's path-length score (`score_samples`)."""
+  if isinstance(estimator, svm.OneClassSVM):
+    return -estimator.decision_function(features)
+  return -estimator.score_samples(features)
+
+
 def ocsvm_scores(train, test, *, nu: float = 0.15, gamma="auto",
                  cache_mb: float = 1000.0) -> np.ndarray:
   """RBF one-class SVM on flattened inputs; score = -decision_function."""
-  model = svm.OneClassSVM(kernel="rbf", nu=nu, gamma=gamma,
-                          cache_size=cache_mb)
-  model.fit(_flat(train))
-  return -model.decision_function(_flat(test))
+  model = _ocsvm(nu, gamma, cache_mb).fit(_flat(train))
+  return _anomaly_scores(model, _flat(test))
 
 
 def hog_features(images, *, orientations: int = 9, pixels_per_cell=(8, 8),
@@ -90,30 +108,51 @@ def hog_ocsvm_scores(train, test, *, nu: float = 0.15, gamma="auto",
 def iforest_scores(train, test, *, n_estimators: int = 100,
                    max_samples="auto", seed: int = 0) -> np.ndarray:
   """Isolation Forest; score = -score_samples (the path-length anomaly score)."""
-  model = ensemble.IsolationForest(n_estimators=n_estimators,
-                                   max_samples=max_samples, random_state=seed)
-  model.fit(_flat(train))
-  return -model.score_samples(_flat(test))
+  model = _iforest(n_estimators, max_samples, seed).fit(_flat(train))
+  return _anomaly_scores(model, _flat(test))
+
+
+@dataclasses.dataclass
+class Fitted:
+  """A fitted classical detector: its scikit-learn estimator, and the HOG settings
+  that turn images into its features (None: the flattened pixels)."""
+  estimator: Any
+  hog: dict | None = None
+
+  def features(self, images) -> np.ndarray:
+    return _flat(images) if self.hog is None else hog_features(images, **self.hog)
+
+  def scores(self, images) -> np.ndarray:
+    """Anomaly scores of [N, H, W, C] images, higher = more abnormal."""
+    return _anomaly_scores(self.estimator, self.features(images))
+
+
+def make(method: str, cfg: ml_collections.ConfigDict, seed: int = 0) -> Fitted:
+  """`method`'s unfitted estimator and features, as `cfg` (`config.classical`) says.
+  OCSVM and HOG are deterministic, so `seed` only reaches the Isolation Forest."""
+  if method == "ocsvm":
+    return Fitted(_ocsvm(cfg.ocsvm_nu, cfg.ocsvm_gamma, cfg.ocsvm_cache_mb))
+  if method == "hog_ocsvm":
+    ppc, cpb = cfg.hog_pixels_per_cell, cfg.hog_cells_per_block
+    return Fitted(_ocsvm(cfg.ocsvm_nu, cfg.ocsvm_gamma, cfg.ocsvm_cache_mb),
+                  hog=dict(orientations=cfg.hog_orientations, pixels_per_cell=(ppc, ppc),
+                           cells_per_block=(cpb, cpb), block_norm=cfg.hog_block_norm,
+                           channel_mode=cfg.hog_channel_mode))
+  if method == "iforest":
+    return Fitted(_iforest(cfg.iforest_trees, cfg.iforest_max_samples, seed))
+  raise ValueError(f"not a classical method: {method!r}")
+
+
+def fit(method: str, train: np.ndarray, cfg: ml_collections.ConfigDict,
+        seed: int = 0) -> Fitted:
+  """`method` (`make`) trained on `train` ([N, H, W, C], preprocessed as
+  `cfg.preprocessing` says)."""
+  model = make(method, cfg, seed)
+  model.estimator.fit(model.features(train))
+  return model
 
 
 def run(method: str, train: np.ndarray, test: np.ndarray,
         cfg: ml_collections.ConfigDict, seed: int = 0) -> np.ndarray:
-  """Scores of `method` (trained on `train`) on `test`, higher = more abnormal.
-
-  The images ([N, H, W, C]) come preprocessed as `cfg.preprocessing` says;
-  OCSVM and HOG are deterministic, so `seed` only reaches the Isolation Forest.
-  """
-  if method == "ocsvm":
-    return ocsvm_scores(train, test, nu=cfg.ocsvm_nu, gamma=cfg.ocsvm_gamma,
-                        cache_mb=cfg.ocsvm_cache_mb)
-  if method == "hog_ocsvm":
-    ppc, cpb = cfg.hog_pixels_per_cell, cfg.hog_cells_per_block
-    return hog_ocsvm_scores(
-        train, test, nu=cfg.ocsvm_nu, gamma=cfg.ocsvm_gamma,
-        cache_mb=cfg.ocsvm_cache_mb, orientations=cfg.hog_orientations,
-        pixels_per_cell=(ppc, ppc), cells_per_block=(cpb, cpb),
-        block_norm=cfg.hog_block_norm, channel_mode=cfg.hog_channel_mode)
-  if method == "iforest":
-    return iforest_scores(train, test, n_estimators=cfg.iforest_trees,
-                          max_samples=cfg.iforest_max_samples, seed=seed)
-  raise ValueError(f"not a classical method: {method!r}")
+  """Scores of `method` (trained on `train`) on `test`, higher = more abnormal."""
+  return fit(method, train, cfg, seed).scores(test)

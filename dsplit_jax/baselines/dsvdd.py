@@ -419,23 +419,18 @@ def _run_phase(phase: str, state: State, aux, *, model, lr: float,
   return state
 
 
-def train_and_score(cfg, pool, job_idx, job_counts, job_keys, test_images, *,
-                    job_affine=None, progress=None, conv_impl="auto") -> np.ndarray:
-  """Trains one Deep SVDD per job and scores `test_images`: [J, M] scores.
+@flax.struct.dataclass
+class Trained:
+  """Trained Deep SVDD networks, stacked over jobs: what scoring needs."""
+  params: Any
+  batch_stats: Any
+  center: Any   # [J, rep]
+  affine: Any   # [J, 2] (lo, hi) of each job's min-max scaling
 
-  pool: float32 [P, H, W, C] training images of all jobs, shared.
-  job_idx: int32 [J, Nmax] indices into `pool`, padded with any valid index.
-  job_counts: int32 [J] valid entries of each row of `job_idx`.
-  job_keys: PRNG keys [J] (typed or raw); fold_in(key, 0/1/2) seeds the
-    init, the AE epochs and the Deep SVDD epochs, then fold_in(., epoch).
-  test_images: [M, H, W, C], shared.
-  job_affine: float32 [J, 2] (lo, hi): x -> (x - lo) / (hi - lo) per job,
-    applied to training and test images inside the compiled program (per-
-    class min-max of Ruff et al. on a class-independently GCN'd pool).
-  progress: callable(phase, step, total, metrics), called after every epoch
-    with phase "ae" or "dsvdd" and metrics {"loss": mean over jobs, "lr"}.
-  conv_impl: `model.conv_impl` (layers.py); the same function either way.
-  """
+
+def train(cfg, pool, job_idx, job_counts, job_keys, *, job_affine=None, progress=None,
+          conv_impl="auto") -> Trained:
+  """Trains one Deep SVDD per job (arguments as `train_and_score`)."""
   if cfg.objective != "one-class":
     raise ValueError(f"only the one-class objective: {cfg.objective!r}")
   job_idx = np.asarray(job_idx, np.int32)
@@ -481,10 +476,55 @@ def train_and_score(cfg, pool, job_idx, job_counts, job_keys, test_images, *,
       milestones=cfg.lr_milestones, epochs=cfg.epochs,
       weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, data=data,
       keys=fold(2), affine=affine, progress=progress)
+  return Trained(state.params, state.batch_stats, center, affine)
+
+
+def score_trained(cfg, trained: Trained, images, conv_impl="auto") -> np.ndarray:
+  """[J, M] scores ||phi(x) - c||^2 of `train`'s networks on shared `images`, which
+  come preprocessed as the training pool was (`prepare`); its min-max `affine` is
+  applied here."""
+  _, phi = networks(cfg, images.shape[-1], conv_impl)
   return np.asarray(score_jobs(
-      state.params, state.batch_stats, center,
-      jnp.asarray(test_images, jnp.float32), affine, model=phi,
+      trained.params, trained.batch_stats, trained.center,
+      jnp.asarray(images, jnp.float32), trained.affine, model=phi,
       chunk=cfg.eval_batch_size))
+
+
+def init_trained(cfg, image_shape, num_jobs: int = 1, conv_impl="auto") -> Trained:
+  """A `Trained` of freshly initialised networks, for its shapes and dtypes: run it
+  under `jax.eval_shape` to deserialise `train`'s result without computing anything."""
+  _, phi = networks(cfg, image_shape[-1], conv_impl)
+
+  def one(key):
+    x = jnp.zeros((1, *image_shape), jnp.float32)
+    variables = phi.init(key, x, train=False)
+    rep = phi.apply(variables, x, train=False).shape[-1]
+    return Trained(variables["params"], variables["batch_stats"],
+                   jnp.zeros(rep, jnp.float32), jnp.zeros(2, jnp.float32))
+
+  return jax.vmap(one)(jax.random.split(jax.random.PRNGKey(0), num_jobs))
+
+
+def train_and_score(cfg, pool, job_idx, job_counts, job_keys, test_images, *,
+                    job_affine=None, progress=None, conv_impl="auto") -> np.ndarray:
+  """Trains one Deep SVDD per job and scores `test_images`: [J, M] scores.
+
+  pool: float32 [P, H, W, C] training images of all jobs, shared.
+  job_idx: int32 [J, Nmax] indices into `pool`, padded with any valid index.
+  job_counts: int32 [J] valid entries of each row of `job_idx`.
+  job_keys: PRNG keys [J] (typed or raw); fold_in(key, 0/1/2) seeds the
+    init, the AE epochs and the Deep SVDD epochs, then fold_in(., epoch).
+  test_images: [M, H, W, C], shared.
+  job_affine: float32 [J, 2] (lo, hi): x -> (x - lo) / (hi - lo) per job,
+    applied to training and test images inside the compiled program (per-
+    class min-max of Ruff et al. on a class-independently GCN'd pool).
+  progress: callable(phase, step, total, metrics), called after every epoch
+    with phase "ae" or "dsvdd" and metrics {"loss": mean over jobs, "lr"}.
+  conv_impl: `model.conv_impl` (layers.py); the same function either way.
+  """
+  trained = train(cfg, pool, job_idx, job_counts, job_keys, job_affine=job_affine,
+                  progress=progress, conv_impl=conv_impl)
+  return score_trained(cfg, trained, test_images, conv_impl)
 
 
 # The authors' code hard-codes, per MNIST digit, the (min, max) of the digit's GCN-L1
@@ -520,7 +560,7 @@ def prepare(preprocessing: str, pool, job_idx, job_counts, test_images, job_clas
       raise ValueError("preprocessing 'gcn_minmax_mnist' needs each job's class index "
                        f"in 0-9 (MNIST's digits), got {job_classes!r}")
   pool = prep.global_contrast_normalization(pool, "l1")
-  test = prep.global_contrast_normalization(test_images, "l1")
+  test = prepare_new(preprocessing, test_images)
   if preprocessing == "gcn_minmax_mnist":
     affine = np.array([MNIST_GCN_MINMAX[int(c)] for c in job_classes], np.float32)
   else:
@@ -529,6 +569,14 @@ def prepare(preprocessing: str, pool, job_idx, job_counts, test_images, job_clas
   if np.any(affine[:, 1] <= affine[:, 0]):
     raise ValueError("min-max scaling undefined: a job's GCN'd images are constant")
   return pool, test, affine
+
+
+def prepare_new(preprocessing: str, images):
+  """Images scored after training, as `prepare` turns test images: GCN-L1 unless
+  "none" (the job's min-max scaling is part of `Trained`); None stays None."""
+  if images is None or preprocessing == "none":
+    return images
+  return prep.global_contrast_normalization(images, "l1")
 
 
 def run(config, jobs, progress=None) -> np.ndarray:

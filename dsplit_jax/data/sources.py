@@ -142,7 +142,9 @@ def _locate(name, directory):
 
 
 def _tensorflow_available():
-  return importlib.util.find_spec("tensorflow") is not None
+  """Both halves of the optional `[tfds]` extra: TensorFlow and tensorflow-datasets."""
+  return all(importlib.util.find_spec(m) is not None
+             for m in ("tensorflow", "tensorflow_datasets"))
 
 
 def _load_tfds(name, split):
@@ -208,8 +210,9 @@ def load(name, split, data_dir=None, image_size=None):
          f"{download.MIRROR_ENV} to a base URL serving {name}/<file> to use another host); "
          f"offline: {_HOW_TO_GET[name]}")
   if not _tensorflow_available():
-    raise DataError(f"{where}; tensorflow-datasets skipped: it needs TensorFlow, which is "
-                    f'not installed (run: pip install "dsplit_jax[tfds]"). {how}.')
+    raise DataError(f"{where}; tensorflow-datasets skipped: it and TensorFlow, which it "
+                    f'needs, are the optional [tfds] extra, not installed here (run: pip '
+                    f'install "dsplit_jax[tfds]"). {how}.')
   if data_dir is not None:
     _explicit_dir_error(name, data_dir)
   try:

@@ -190,6 +190,21 @@ def test_loss_curves_are_drawn_for_every_run_that_saved_them(tmp_path, capsys):
   assert not list((tmp_path / "other").glob("losses_*"))
 
 
+def test_loss_figures_are_titled_by_dataset_method_and_class_names(tmp_path):
+  run = tmp_path / "mnist-dsplit-rho10-c0_1-s0-abc"
+  assert render.run_title(str(run), "dsplit") == "dsplit: mnist-dsplit-rho10-c0_1-s0-abc"
+  run.mkdir()
+  (run / records.RUN_CONFIG_FILE).write_text(
+      '{"dataset": "fashion_mnist", "method": "dsplit", "rho": 10.0, "preset": "cpu"}')
+  assert render.run_title(str(run), "dsplit") == (
+      "dsplit losses: fashion_mnist, dsplit, ρ = 10, preset cpu")
+  (run / records.RUN_CONFIG_FILE).write_text(
+      '{"dataset": "mnist", "method": "naive_nn", "rho": 10.0}')
+  assert render.run_title(str(run), "naive_nn") == "naive_nn losses: mnist, naive_nn"
+  assert render.job_label("cifar10", "c3s1") == "3 (Cat), seed 1"
+  assert render.job_label(None, "c3s1") == "c3s1"
+
+
 def test_table1_prefers_the_presets_default_config_and_says_preset_and_seeds(tmp_path, capsys):
   default = render.default_config_hash("cpu", "mnist", "dsplit", 10.0)
   # The default config first, then a study's variant logged later: Table 1 keeps the default.
