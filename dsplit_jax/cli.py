@@ -135,5 +135,5 @@ def _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress) -> i
   out = scores_csv or os.path.join(workdir, "scores.csv")
   rows = scoring.write_scores_csv(clf, score_dir, out)
   print(f"detector: {os.path.join(workdir, 'detector')}; {rows} scores "
-        f"(higher = more abnormal): {out}")
+        f"(higher = more abnormal): {out}; picture: {scoring.picture_path(out)}")
   return 0

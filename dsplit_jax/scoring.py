@@ -17,6 +17,8 @@ import csv
 import os
 import sys
 
+import numpy as np
+
 from dsplit_jax import api
 from dsplit_jax import data
 from dsplit_jax import workdir as workdir_lib
@@ -44,15 +46,18 @@ def check_folder(score_dir) -> int:
   return len(paths)
 
 
-def write_scores_csv(clf: api.OneClassClassifier, score_dir, out: str) -> int:
+def write_scores_csv(clf: api.OneClassClassifier, score_dir, out: str, *,
+                     picture: bool = True) -> int:
   """Writes `out` with one row per image of `score_dir`: file, score and label (1 =
   abnormal: above `clf.threshold_`, as `clf.predict`); returns the number of rows.
+  With `picture`, the most and least abnormal images and the histogram of the scores
+  with the threshold go beside it (`pictures.picture_path(out)`).
 
   The images must have been checked (`check_folder`)."""
   threshold = clf.threshold_
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   tmp = f"{out}.tmp{os.getpid()}"
-  rows = 0
+  all_names, all_scores = [], []
   try:
     with open(tmp, "w", newline="", encoding="utf-8") as f:
       w = csv.writer(f)
@@ -60,12 +65,25 @@ def write_scores_csv(clf: api.OneClassClassifier, score_dir, out: str) -> int:
       for names, scores in clf.score_files(score_dir, check=False):
         for name, s in zip(names, scores):
           w.writerow([csv_text(name), f"{float(s):.6g}", int(s > threshold)])
-        rows += len(names)
+        all_names += list(names)
+        all_scores += [float(s) for s in scores]
     os.replace(tmp, out)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
-  return rows
+  if picture and all_names:
+    from dsplit_jax import pictures  # pylint: disable=g-import-not-at-top  (matplotlib)
+    title = (f"{os.path.basename(os.path.normpath(os.fspath(score_dir)))}: "
+             f"{len(all_names)} images scored by {clf.config_.method}")
+    clf.save_scores_picture(pictures.picture_path(out), all_names, np.array(all_scores),
+                            score_dir, title=title)
+  return len(all_names)
+
+
+def picture_path(scores_csv: str) -> str:
+  """Where `write_scores_csv` puts the picture of a scores CSV."""
+  from dsplit_jax import pictures  # pylint: disable=g-import-not-at-top
+  return pictures.picture_path(scores_csv)
 
 
 def check_detector(detector_dir: str):
@@ -95,5 +113,5 @@ def run(detector_dir: str, score_dir: str | None, scores_csv: str) -> int:
     return 2
   rows = write_scores_csv(clf, score_dir, scores_csv)
   print(f"{rows} scores (higher = more abnormal; label 1 = above the threshold "
-        f"{clf.threshold_:.6g}): {scores_csv}")
+        f"{clf.threshold_:.6g}): {scores_csv}; picture: {picture_path(scores_csv)}")
   return 0

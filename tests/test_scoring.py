@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import jax
+import matplotlib.image
 import numpy as np
 import pytest
 from PIL import Image
@@ -155,6 +156,11 @@ def test_a_saved_detector_scores_a_folder_without_training(saved):
   assert [int(r["label"]) for r in rows] == [int(s > clf.threshold_) for s in scores]
   images, _ = data.load_image_files(str(new), 28, channels=1)
   np.testing.assert_allclose(scores, clf.score(images), rtol=1e-5)
+  # Beside each CSV, the picture of its most and least abnormal images and the scores.
+  for csv_name in ("fit", "again"):
+    picture = matplotlib.image.imread(saved / f"{csv_name}.png")
+    assert picture.shape[0] > 200 and picture.shape[1] > 200
+  assert "picture:" in out.stdout
 
 
 def test_bad_input_is_one_line_and_exit_2_before_scoring(saved, tmp_path, capsys):
