@@ -95,7 +95,10 @@ def save_scores_picture(out_png: str, names, scores, score_dir, *, threshold, im
 
 
 def _short(name: str, width: int = 18) -> str:
-  name = os.path.basename(name)
+  """A file name as a short title a font can draw: bytes that are not UTF-8 and
+  control characters as \\xNN (as in the scores CSV), the end kept."""
+  name = os.fsencode(os.path.basename(name)).decode("utf-8", "backslashreplace")
+  name = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in name)
   return name if len(name) <= width else "…" + name[-(width - 1):]
 
 
