@@ -158,6 +158,10 @@ def test_committed_study_cells_keep_their_hashes():
     for key in ("steps", "warmup_steps", "chunk_steps"):
       config.ae[key] = r["config"]["ae"][key]
     config.ae.output_bias = r["config"]["ae"].get("output_bias", "zero")  # added later
+    # The evaluation protocol and the chunk length its checkpoints need (added later).
+    config.train.chunk_steps = r["config"]["train"]["chunk_steps"]
+    for key, value in r["config"].get("eval", {}).items():
+      config.eval[key] = value
     assert runner.config_hash(config) == r["config_hash"], (r["dataset"], r["method"],
                                                             config.model.distance_head,
                                                             config.model.latent)
