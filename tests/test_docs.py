@@ -1,6 +1,6 @@
 """The repository's files speak of the project: README's first commands work on a fresh
-machine, and no tracked file carries work history (work sessions, issue numbers) or the
-paths of the machines it was developed on."""
+machine, and no tracked file carries work history (the dates and rounds of work, issue
+numbers) or the paths of the machines it was developed on."""
 
 import collections
 import pathlib
@@ -13,9 +13,11 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 THIS_FILE = pathlib.Path(__file__).resolve().relative_to(ROOT).as_posix()
 
-# "session" as pytest's fixture scope is pytest's word, not work history.
-_PYTEST_SCOPE = re.compile(r"""scope=(["'])session\1""")
-_SESSION = re.compile(r"session", re.IGNORECASE)
+# The word for a round of work, spelt in two parts so that this file does not hold it;
+# as pytest's fixture scope it is pytest's word, not work history.
+_WORD = "ses" "sion"
+_PYTEST_SCOPE = re.compile(r"""scope=(["'])""" + _WORD + r"\1")
+_WORK_ROUND = re.compile(_WORD, re.IGNORECASE)
 # "issue 12", "issues 13, 14", "issue #15"; the paper's "section 3.1" or a colour such
 # as "#1f77b4" are not issue numbers.
 _ISSUE = re.compile(r"\bissues? ?#?\d+", re.IGNORECASE)
@@ -34,7 +36,7 @@ _RECORDS = re.compile(r"(^|/)results\.jsonl$")
 
 def offences(line: str, *, paths: bool = True) -> list[str]:
   """What in `line` speaks of work history or of a development machine."""
-  found = [m.group(0) for m in _SESSION.finditer(_PYTEST_SCOPE.sub("", line))]
+  found = [m.group(0) for m in _WORK_ROUND.finditer(_PYTEST_SCOPE.sub("", line))]
   found += [m.group(0) for m in _ISSUE.finditer(line)]
   if paths:
     found += [m.group(0) for m in _MACHINE_PATH.finditer(line)]
@@ -78,7 +80,7 @@ def test_ci_runs_the_readmes_test_command():
 
 
 @pytest.mark.parametrize("line", [
-    "the tables before session 12", "Sessions 9-12", "(issue 15, item 3)",
+    f"the tables before {_WORD} 12", f"{_WORD.title()}s 9-12", "(issue 15, item 3)",
     "after issues 13, 14 and 16", "see issue #16", "cd /work/main && make",
     "DSPLIT_DATA_DIR=/work/shared/datasets", "python /tmp/screen.sh",
     "cp /root/x .", "ls /home/alice/data"])
@@ -87,7 +89,7 @@ def test_offences_are_found(line):
 
 
 @pytest.mark.parametrize("line", [
-    '@pytest.fixture(scope="session")', "@pytest.fixture(scope='session')",
+    f'@pytest.fixture(scope="{_WORD}")', f"@pytest.fixture(scope='{_WORD}')",
     "the paper's section 3.1", 'color="#1f77b4"', "/usr/share/datasets/fashion-mnist",
     'a.replace("{WORKDIR}", "/tmp/w")', "https://example.org/work/x", "../shared/work/",
     "tissue 3"])
