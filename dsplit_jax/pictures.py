@@ -110,9 +110,17 @@ def picture_of_scores_csv(clf, scores_csv: str, score_dir, *, k: int = 8,
   import csv  # pylint: disable=g-import-not-at-top
   with open(scores_csv, newline="") as f:
     rows = list(csv.DictReader(f))
-  names = [r["file"] for r in rows]
-  scores = np.array([float(r["score"]) for r in rows])
-  title = (f"{os.path.basename(os.path.normpath(os.fspath(score_dir)))}: {len(rows)} images "
-           f"scored by {clf.config_.method}")
+  return picture_beside_csv(clf, scores_csv, [r["file"] for r in rows],
+                            np.array([float(r["score"]) for r in rows]), score_dir, k=k,
+                            out_png=out_png)
+
+
+def picture_beside_csv(clf, scores_csv: str, names, scores, score_dir, *, k: int = 8,
+                       out_png: str | None = None) -> str:
+  """The picture of the images `names` of `score_dir` with their `scores`, titled by the
+  folder, the count and the method, saved beside `scores_csv` unless `out_png` says
+  where; returns its path."""
+  title = (f"{os.path.basename(os.path.normpath(os.fspath(score_dir)))}: {len(names)} "
+           f"images scored by {clf.config_.method}")
   return clf.save_scores_picture(out_png or picture_path(scores_csv), names, scores,
                                  score_dir, k=k, title=title)

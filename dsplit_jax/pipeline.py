@@ -24,6 +24,7 @@ import numpy as np
 
 from dsplit_jax import layers
 from dsplit_jax import loop
+from dsplit_jax import protocols
 from dsplit_jax import train
 
 
@@ -328,8 +329,8 @@ def fit_classifiers(programs: Programs, method: str, pool, train_idx, train_coun
   """Trains one classifier per job with `method`'s losses; returns stacked params.
 
   With `names` (one per job) and `ckpt_dir`, each job's loss curves are saved there.
-  With `eval_images` and `on_eval`, the classifiers score those images at step 0, at
-  every multiple of `eval_every` and at the last step, and `on_eval(step, scores [J, M])`
+  With `eval_images` and `on_eval`, the classifiers score those images at
+  `protocols.eval_steps(eval_every, train.steps)`, and `on_eval(step, scores [J, M])`
   receives them (`protocols`: checkpoints scored on the test split).
   """
   config = programs.config
@@ -348,10 +349,10 @@ def fit_classifiers(programs: Programs, method: str, pool, train_idx, train_coun
   if eval_images is not None and on_eval is not None:
     programs.check_shape(eval_images)
     images = jobs.replicate(eval_images)
-    total = config.train.steps
+    scored = set(protocols.eval_steps(eval_every, config.train.steps))
 
     def evaluate(step, state):
-      if step % eval_every == 0 or step == total:
+      if step in scored:
         on_eval(step, jobs.take(programs.scores(state.params, images)))
   state = loop.run_phase(
       method, state,

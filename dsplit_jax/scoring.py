@@ -73,10 +73,7 @@ def write_scores_csv(clf: api.OneClassClassifier, score_dir, out: str, *,
       os.remove(tmp)
   if picture and all_names:
     from dsplit_jax import pictures  # pylint: disable=g-import-not-at-top  (matplotlib)
-    title = (f"{os.path.basename(os.path.normpath(os.fspath(score_dir)))}: "
-             f"{len(all_names)} images scored by {clf.config_.method}")
-    clf.save_scores_picture(pictures.picture_path(out), all_names, np.array(all_scores),
-                            score_dir, title=title)
+    pictures.picture_beside_csv(clf, out, all_names, np.array(all_scores), score_dir)
   return len(all_names)
 
 

@@ -78,7 +78,7 @@ DTYPES = ("float32", "bfloat16")
 
 
 def compute_dtype(config):
-  name = config.model.get("dtype", "float32")
+  name = config.model.dtype
   if name not in DTYPES:
     raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {name!r}")
   return None if name == "float32" else jnp.dtype(name)

@@ -240,7 +240,7 @@ def autoencoder_hash(config: ml_collections.ConfigDict) -> str:
                 ae=_drop_compatible_defaults({"ae": config.ae.to_dict()})["ae"],
                 conv_features=config.model.ae_conv_features,
                 code_features=config.model.ae_code_features)
-  if config.model.get("dtype", "float32") != "float32":  # float32: the hashes before it
+  if config.model.dtype != "float32":  # float32: the hashes before it
     fields["dtype"] = config.model.dtype
   return digest(fields)
 
