@@ -243,3 +243,172 @@ def conv_kernel_l2(params) -> jax.Array:
     if names[-1] == "kernel" and any(str(n).startswith(("conv", "deconv")) for n in names):
       total = total + jnp.sum(jnp.square(leaf))
   return total
+
+
+# --------------------------------------------------------------- the authors' program
+# Networks of the authors' public program (patrickschlachter/deep-occ-using-ics,
+# `models/build.py`; facts read there, BUILD_NOTES.md "The `authors` preset"): not
+# AlexNet. Layer shapes and order follow that file; `ARCHS` names the choice.
+ARCHS = ("alexnet", "authors")
+
+# Keras' TruncatedNormal(mean=0, stddev=0.01): a normal of std 0.01 redrawn outside
+# two standard deviations (jax's truncated_normal, whose `stddev` is the untruncated
+# one, as Keras'). The authors' distance head has Keras' default, Glorot uniform.
+_authors_init = nn.initializers.truncated_normal(stddev=0.01)
+
+
+def _leaky(x, slope):
+  return nn.leaky_relu(x, negative_slope=slope)
+
+
+class AuthorsFeatures(nn.Module):
+  """The feature extractor of the authors' ICSNET, returning the latent z.
+
+  Four stages: two 3x3 bias-free linear convolutions whose outputs are concatenated,
+  LeakyReLU, 2x2 average pooling, BatchNorm (28-pixel inputs are zero-padded by one
+  after the second pooling, 7 -> 9, as there); then two parallel 1x1 convolutions of
+  the same input, concatenated, LeakyReLU, BatchNorm; flatten; dense, LeakyReLU,
+  dropout; dense, LeakyReLU = z.
+  """
+  conv_features: Sequence[int] = (16, 32, 64, 128, 256)
+  dense_features: Sequence[int] = (256, 128)
+  dropout: float = 0.5
+  leaky_slope: float = 0.2
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  conv_impl: str = "auto"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    Conv, _ = layers.conv_modules(self.conv_impl, _authors_init, self.dtype)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+                             momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+                             dtype=self.dtype)
+    padded_28 = x.shape[-3] == 28
+    *stages, last = self.conv_features
+    for i, width in enumerate(stages):
+      a = Conv(width, (3, 3), use_bias=False, name=f"conv{i + 1}a")(x)
+      b = Conv(width, (3, 3), use_bias=False, name=f"conv{i + 1}b")(a)
+      x = _leaky(jnp.concatenate([a, b], axis=-1), self.leaky_slope)
+      x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+      if i == 1 and padded_28:
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)])
+      x = norm(name=f"bn{i + 1}")(x)
+    a = Conv(last, (1, 1), use_bias=False, name=f"conv{len(stages) + 1}a")(x)
+    b = Conv(last, (1, 1), use_bias=False, name=f"conv{len(stages) + 1}b")(x)
+    x = norm(name=f"bn{len(stages) + 1}")(
+        _leaky(jnp.concatenate([a, b], axis=-1), self.leaky_slope))
+    x = x.reshape(x.shape[:-3] + (-1,))
+    *hidden, latent = self.dense_features
+    for i, width in enumerate(hidden):
+      x = _leaky(nn.Dense(width, kernel_init=_authors_init, dtype=self.dtype,
+                          name=f"dense{i + 1}")(x), self.leaky_slope)
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return _leaky(nn.Dense(latent, kernel_init=_authors_init, dtype=self.dtype,
+                           name=f"dense{len(hidden) + 1}")(x), self.leaky_slope)
+
+
+class AuthorsNet(nn.Module):
+  """The authors' ICSNET: `AuthorsFeatures` -> z -> dropout -> dense(1), and the
+  distance head dense(z_i - z_j) ("paper_literal"). BatchNorm statistics live in the
+  `batch_stats` collection; scoring (`train=False`) uses their running averages.
+
+  The authors train the output as a normality score (typical = 1); here it is the
+  logit of "atypical" (typical = 0), the same network and losses under a sign flip
+  of the output layer, whose symmetric initialisation makes the two the same problem.
+  """
+  conv_features: Sequence[int] = (16, 32, 64, 128, 256)
+  dense_features: Sequence[int] = (256, 128)
+  distance_head: str = "paper_literal"
+  dropout: float = 0.5
+  leaky_slope: float = 0.2
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  conv_impl: str = "auto"
+  dtype: Any = None
+
+  def setup(self):
+    self.features = AuthorsFeatures(self.conv_features, self.dense_features, self.dropout,
+                                    self.leaky_slope, self.bn_momentum, self.bn_epsilon,
+                                    self.conv_impl, self.dtype)
+    self.drop = nn.Dropout(self.dropout)
+    self.classifier = nn.Dense(1, kernel_init=_authors_init, dtype=self.dtype)
+    self.distance = DistanceHead(self.distance_head, nn.initializers.glorot_uniform(),
+                                 self.dtype)
+
+  def __call__(self, x, train: bool = False):
+    """(logit of "atypical/abnormal", latent z); `train=True` needs a "dropout" rng
+    and a mutable `batch_stats`."""
+    z = self.features(x, train)
+    hidden = self.drop(z, deterministic=not train)
+    return (self.classifier(hidden)[..., 0].astype(jnp.float32), z.astype(jnp.float32))
+
+  def distance_logit(self, z_i, z_j):
+    return self.distance(z_i, z_j).astype(jnp.float32)
+
+  def init_all(self, x):
+    logit, z = self(x)
+    return logit, self.distance_logit(z, z)
+
+
+class AuthorsAutoencoder(nn.Module):
+  """The authors' splitting autoencoder (`build_ae`): four stages of two 3x3 ReLU
+  convolutions concatenated, 2x2 max pooling and BatchNorm down to a 2x2 map, a 1x1
+  ReLU code convolution and BatchNorm, then four stages of a stride-2 transposed 3x3
+  convolution and a 3x3 convolution concatenated with BatchNorm, and a 3x3 sigmoid
+  output. 28-pixel inputs are zero-padded to 32 and the output cropped back.
+  `conv_features`: the encoder's four widths; the decoder's are those of the stage
+  below (the authors' 32, 32, 16, 8 for 8, 16, 32, 64).
+  """
+  conv_features: Sequence[int] = (8, 16, 32, 64)
+  code_features: int = 128
+  channels: int = 1
+  image_size: int = 32
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  conv_impl: str = "auto"
+  dtype: Any = None
+  output_layer = "conv_out"  # the layer whose bias `train.init_ae_state` may set
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    Conv, ConvTranspose = layers.conv_modules(self.conv_impl, _authors_init, self.dtype)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+                             momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+                             dtype=self.dtype)
+    size = x.shape[-3]
+    if size != 28 and size % 16:
+      raise ValueError(f"image size {size} must be 28 or a multiple of 16 for the authors' "
+                       "autoencoder (four 2x2 poolings)")
+    crop = 2 if size == 28 else 0
+    if crop:
+      x = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(crop, crop), (crop, crop), (0, 0)])
+    for i, width in enumerate(self.conv_features):
+      a = nn.relu(Conv(width, (3, 3), use_bias=False, name=f"conv{i + 1}a")(x))
+      b = nn.relu(Conv(width, (3, 3), use_bias=False, name=f"conv{i + 1}b")(a))
+      x = nn.max_pool(jnp.concatenate([b, a], axis=-1), (2, 2), strides=(2, 2))
+      x = norm(name=f"bn{i + 1}")(x)
+    x = norm(name="bn_code")(nn.relu(Conv(self.code_features, (1, 1), name="conv_code")(x)))
+    f = tuple(self.conv_features)
+    widths = (f[-2], *f[-2:0:-1], f[0])  # the authors' 32, 32, 16, 8 for 8, 16, 32, 64
+    for i, width in enumerate(widths):
+      a = nn.relu(ConvTranspose(width, (3, 3), strides=(2, 2), use_bias=False,
+                                name=f"deconv{i + 1}a")(x))
+      b = nn.relu(Conv(width, (3, 3), use_bias=False, name=f"deconv{i + 1}b")(a))
+      x = norm(name=f"bn_dec{i + 1}")(jnp.concatenate([b, a], axis=-1))
+    x = Conv(self.channels, (3, 3), name=self.output_layer)(x)
+    if crop:
+      x = x[..., crop:-crop, crop:-crop, :]
+    return nn.sigmoid(x.astype(jnp.float32))
+
+
+def kernel_l2(params, skip: tuple[str, ...] = ()) -> jax.Array:
+  """Sum of squared kernels of every layer (Keras' `l2` on each layer's kernel, the
+  authors' regularisation), except those under the top-level modules in `skip`."""
+  total = jnp.zeros((), jnp.float32)
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    names = [str(getattr(p, "key", "")) for p in path]
+    if names[-1] == "kernel" and not (len(names) > 2 and names[1] in skip):
+      total = total + jnp.sum(jnp.square(leaf))
+  return total

@@ -196,7 +196,8 @@ class Programs:
     self.classifier = model = train.make_classifier(config)
     self._clf_tx = train.optimizer(config.train)
     self.clf_init = over(functools.partial(
-        train.init_classifier_state, model=model, tx=self._clf_tx, image_shape=image_shape),
+        train.init_classifier_state, model=model, tx=self._clf_tx, image_shape=image_shape,
+        names=train.optimizer_names(config)),
         (0,))
     self.scores = over(functools.partial(
         train.classifier_scores, model=model, config=config), (0, None))

@@ -25,7 +25,7 @@ class Split:
 def ssim_scores(params, images, *, model, config) -> jax.Array:
   """SSIM between each image and its reconstruction (dm-pix), computed in batches."""
   def one_batch(x):
-    return dm_pix.ssim(x, model.apply(params, x), max_val=1.0,
+    return dm_pix.ssim(x, model.apply(params, x), max_val=config.ae.ssim_max_val,
                        filter_size=config.ae.ssim_filter_size)
   return jax.lax.map(lambda x: one_batch(x[None])[0], images,
                      batch_size=config.eval_batch_size)

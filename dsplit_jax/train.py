@@ -7,6 +7,7 @@ inside the compiled program; a chunk of steps is one `lax.scan`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax
@@ -36,7 +37,12 @@ PAIRINGS = ("neighbours", "all")
 # turn, as three Keras models sharing layers fitted for an epoch each would (closeness
 # over the typical images, intra-class over the normal set, dispersion over the
 # atypical ones; ceil(count / batch) steps each), every scan step one update of one loss.
-SCHEDULES = ("interleaved", "epochs")
+# "balanced": the authors' program (BUILD_NOTES.md, "The `authors` preset"): each
+# iteration draws 2B typical and 2B atypical images, makes `train.pair_updates` updates
+# of closeness + dispersion on the pairs (k, k + B) of each, then `train.intra_updates`
+# intra-class updates on batches of B from those 4B images (half atypical), with one
+# Adam step counter for both, as Keras' one optimiser shared by two models has.
+SCHEDULES = ("interleaved", "epochs", "balanced")
 
 
 @flax.struct.dataclass
@@ -52,24 +58,59 @@ class ClassifierState:
   opt_states: dict
 
 
-def make_autoencoder(config: ml_collections.ConfigDict, image_shape) -> models.Autoencoder:
+def make_autoencoder(config: ml_collections.ConfigDict, image_shape):
   h, _, c = image_shape
-  return models.Autoencoder(config.model.ae_conv_features,
-                            config.model.ae_code_features, channels=c, image_size=h,
-                            conv_impl=config.model.conv_impl,
+  m = config.model
+  if m.ae_arch == "authors":
+    return models.AuthorsAutoencoder(m.ae_conv_features, m.ae_code_features, channels=c,
+                                     image_size=h, bn_momentum=m.bn_momentum,
+                                     bn_epsilon=m.bn_epsilon, conv_impl=m.conv_impl,
+                                     dtype=compute_dtype(config))
+  return models.Autoencoder(m.ae_conv_features, m.ae_code_features, channels=c,
+                            image_size=h, conv_impl=m.conv_impl,
                             dtype=compute_dtype(config))
 
 
-def make_classifier(config: ml_collections.ConfigDict) -> models.OneClassNet:
-  return models.OneClassNet(config.model.conv_features,
-                            config.model.dense_features,
-                            distance_head=config.model.distance_head,
-                            conv_impl=config.model.conv_impl,
-                            # Configs saved before the field existed meant "dense".
-                            latent=config.model.get("latent", "dense"),
-                            dropout=config.model.get("dropout", 0.0),
-                            weight_init=config.model.get("init", "he_normal"),
+def make_classifier(config: ml_collections.ConfigDict):
+  m = config.model
+  if m.arch == "authors":
+    return models.AuthorsNet(m.conv_features, m.dense_features,
+                             distance_head=m.distance_head, dropout=m.dropout,
+                             leaky_slope=m.leaky_slope, bn_momentum=m.bn_momentum,
+                             bn_epsilon=m.bn_epsilon, conv_impl=m.conv_impl,
+                             dtype=compute_dtype(config))
+  return models.OneClassNet(m.conv_features, m.dense_features,
+                            distance_head=m.distance_head, conv_impl=m.conv_impl,
+                            latent=m.latent, dropout=m.dropout, weight_init=m.init,
                             dtype=compute_dtype(config))
+
+
+def l2_penalty(arch: str, skip: tuple[str, ...] = ()):
+  """The sum of squares the weight decay multiplies: the paper's conv kernels
+  ("alexnet"), or every kernel of the layers a loss uses ("authors": Keras' `l2` on
+  each layer; `skip` names the top-level modules the loss does not use)."""
+  if arch == "authors":
+    return functools.partial(models.kernel_l2, skip=skip)
+  return models.conv_kernel_l2
+
+
+def _partition(variables):
+  """({"params": ...}, the other collections, e.g. BatchNorm's `batch_stats`).
+
+  Only the first is trained; for networks without BatchNorm it is all of `variables`,
+  so their optimiser states and updates are those they always had."""
+  return ({"params": variables["params"]},
+          {k: v for k, v in variables.items() if k != "params"})
+
+
+def _apply_train(model, variables, x, rngs=None):
+  """A training-mode forward pass: (output, the updated non-trained collections)."""
+  rest = [k for k in variables if k != "params"]
+  if rngs is None and not rest:
+    return model.apply(variables, x), {}
+  if not rest:
+    return model.apply(variables, x, train=True, rngs=rngs), {}
+  return model.apply(variables, x, train=True, rngs=rngs or {}, mutable=rest)
 
 
 # `model.dtype`: the networks' compute dtype. "float32" keeps every result as it was
@@ -113,9 +154,10 @@ def init_ae_state(key, mean_pixel=None, *, model, tx, image_shape) -> AEState:
   if mean_pixel is not None:
     p = jnp.clip(mean_pixel, 1e-3, 1 - 1e-3)
     inner = dict(params["params"])
-    inner["deconv1"] = dict(inner["deconv1"], bias=jnp.log(p) - jnp.log1p(-p))
+    out = getattr(model, "output_layer", "deconv1")
+    inner[out] = dict(inner[out], bias=jnp.log(p) - jnp.log1p(-p))
     params = {**params, "params": inner}
-  return AEState(params=params, opt_state=tx.init(params))
+  return AEState(params=params, opt_state=tx.init(_partition(params)[0]))
 
 
 def mean_pixel(pool, idx, count) -> jax.Array:
@@ -125,28 +167,42 @@ def mean_pixel(pool, idx, count) -> jax.Array:
   return jnp.tensordot(mask, per_image, axes=1) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def ae_step(state: AEState, images, *, model, tx, weight_decay: float):
-  def loss_fn(params):
-    mse = jnp.mean(jnp.square(model.apply(params, images) - images))
-    return mse + weight_decay * models.conv_kernel_l2(params), mse
-  grads, mse = jax.grad(loss_fn, has_aux=True)(state.params)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  return AEState(optax.apply_updates(state.params, updates), opt_state), {"mse": mse}
+def ae_step(state: AEState, images, *, model, tx, weight_decay: float,
+            l2=models.conv_kernel_l2):
+  params, rest = _partition(state.params)
+
+  def loss_fn(p):
+    reconstruction, new_rest = _apply_train(model, {**rest, **p}, images)
+    mse = jnp.mean(jnp.square(reconstruction - images))
+    return mse + weight_decay * l2(p), (mse, new_rest)
+  grads, (mse, new_rest) = jax.grad(loss_fn, has_aux=True)(params)
+  updates, opt_state = tx.update(grads, state.opt_state, params)
+  params = {**rest, **new_rest, **optax.apply_updates(params, updates)}
+  return AEState(params, opt_state), {"mse": mse}
 
 
 def ae_body(state, step, key, train_idx, train_count, pool, *, model, tx, config):
   """One autoencoder step of one job; the batch is drawn in the graph from `step`."""
   images = draw(jax.random.fold_in(key, step), pool, train_idx, train_count,
                 config.ae.batch_size)
-  return ae_step(state, images, model=model, tx=tx, weight_decay=config.ae.weight_decay)
+  return ae_step(state, images, model=model, tx=tx, weight_decay=config.ae.weight_decay,
+                 l2=l2_penalty(config.model.ae_arch))
 
 
 # ---------------------------------------------------------------------- classifier
 
-def init_classifier_state(key, *, model, tx, image_shape) -> ClassifierState:
+def optimizer_names(config) -> tuple[str, ...]:
+  """One optimiser state per loss (or, under "balanced", per Keras model)."""
+  if config.train.schedule == "balanced":
+    return ("pairs", "intra_class")
+  return ("closeness", "intra_class", "dispersion")
+
+
+def init_classifier_state(key, *, model, tx, image_shape,
+                          names=("closeness", "intra_class", "dispersion")):
   params = model.init(key, jnp.zeros((2, *image_shape)), method=model.init_all)
-  return ClassifierState(params=params, opt_states={
-      name: tx.init(params) for name in ("closeness", "intra_class", "dispersion")})
+  trained = _partition(params)[0]
+  return ClassifierState(params=params, opt_states={name: tx.init(trained) for name in names})
 
 
 def _update(state: ClassifierState, name: str, loss_fn, *, tx, weight_decay):
@@ -224,13 +280,16 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
   spec = methods.get(method)
   if not spec.trains_classifier:
     raise ValueError(f"not a classifier method: {method}")
+  if config.train.schedule == "balanced":
+    return balanced_body(state, step, key, split, train_idx, train_count, pool,
+                         model=model, tx=tx, config=config, spec=spec)
   b = config.train.batch_size
   n_atyp = int(round(b * config.train.atypical_fraction))
   kw = dict(model=model, tx=tx, weight_decay=config.train.weight_decay)
   k_close, k_typ, k_atyp, k_disp = jax.random.split(jax.random.fold_in(key, step), 4)
 
   def dropout_key(batch_key):  # a stream of its own; none (and the old streams) at 0
-    return jax.random.fold_in(batch_key, 1) if config.model.get("dropout", 0.0) else None
+    return jax.random.fold_in(batch_key, 1) if config.model.dropout else None
   pairs = config.train.pairs
   b_pairs = pair_batch_size(b, pairs)
 
@@ -253,7 +312,7 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
     return dispersion_step(state, x, pairs=pairs, dropout_key=dropout_key(k_disp), **kw)
   steps = {"closeness": close, "intra_class": intra, "dispersion": disperse}
   fns = [steps[name] for name in spec.losses]
-  if len(fns) > 1 and config.train.get("schedule", "interleaved") == "epochs":
+  if len(fns) > 1 and config.train.schedule == "epochs":
     epoch_of = {"closeness": split.typical_count, "intra_class": train_count,
                 "dispersion": split.atypical_count}
     return _one_epoch_step(state, step, fns, spec.losses,
@@ -278,6 +337,90 @@ def _one_epoch_step(state, step, fns, names, counts, batch_size: int):
       return state, {k: m.get(k, jnp.float32(records.NOT_RUN)) for k in names}
     return run
   return jax.lax.switch(branch, [only(fn) for fn in fns], state)
+
+
+def _counted_update(state: ClassifierState, name: str, loss_fn, count, *, tx,
+                    weight_decay, l2):
+  """One update of optimiser `name` whose Adam step counter is set to `count` (the
+  updates of both models so far: one Keras optimiser's `iterations`)."""
+  params, rest = _partition(state.params)
+
+  def total(p):
+    loss, (new_rest, parts) = loss_fn({**rest, **p})
+    return loss + weight_decay * l2(p), (new_rest, parts)
+  grads, (new_rest, parts) = jax.grad(total, has_aux=True)(params)
+  opt = optax.tree_utils.tree_set(state.opt_states[name],
+                                  count=jnp.asarray(count, jnp.int32))
+  updates, opt = tx.update(grads, opt, params)
+  params = {**rest, **new_rest, **optax.apply_updates(params, updates)}
+  return ClassifierState(params, dict(state.opt_states, **{name: opt})), parts
+
+
+def balanced_body(state, step, key, split: Split, train_idx, train_count, pool, *, model,
+                  tx, config, spec):
+  """One iteration of the "balanced" schedule (SCHEDULES) of one job.
+
+  The pair updates see the pairs (k, k + B) of the 2B typical images (target distance
+  0) and of the 2B atypical ones (target 1), their two losses summed as Keras sums a
+  model's outputs' losses; every forward pass normalises its own B images (BatchNorm)
+  and draws its own dropout. The intra-class updates take B of the 4B images at a time
+  in a random order (typical 0, atypical 1). naive_nn draws 4B normal images labelled 0.
+  """
+  b, arch = config.train.batch_size, config.model.arch
+  n_pair = config.train.pair_updates if spec.uses_distance_head else 0
+  n_intra = config.train.intra_updates
+  k_typ, k_atyp, k_perm, k_drop = jax.random.split(jax.random.fold_in(key, step), 4)
+  if spec.labels_from_split:
+    typ = draw(k_typ, pool, split.typical_idx, split.typical_count, 2 * b)
+    atyp = draw(k_atyp, pool, split.atypical_idx, split.atypical_count, 2 * b)
+    x = jnp.concatenate([typ, atyp])
+    y = jnp.concatenate([jnp.zeros(2 * b), jnp.ones(2 * b)])
+  else:
+    x, y = draw(k_typ, pool, train_idx, train_count, 4 * b), jnp.zeros(4 * b)
+  first = jnp.asarray(step, jnp.int32) * (n_pair + n_intra)
+  kw = dict(tx=tx, weight_decay=config.train.weight_decay)
+
+  def forward(variables, images, key):
+    (logits, z), new_rest = _apply_train(model, variables, images, {"dropout": key})
+    return logits, z, {**variables, **new_rest}
+
+  def pair_logits(variables, images, keys):
+    _, z_i, variables = forward(variables, images[:b], keys[0])
+    _, z_j, variables = forward(variables, images[b:], keys[1])
+    return model.apply(variables, z_i, z_j, method=model.distance_logit), variables
+
+  def pair_loss(key):
+    def loss_fn(variables):
+      keys = jax.random.split(key, 4)
+      d_typ, variables = pair_logits(variables, typ, keys[:2])
+      d_atyp, variables = pair_logits(variables, atyp, keys[2:])
+      close, disp = losses.closeness_loss(d_typ), losses.dispersion_loss(d_atyp)
+      return close + disp, (_partition(variables)[1],
+                            {"closeness": close, "dispersion": disp})
+    return loss_fn
+
+  def intra_loss(images, labels, key):
+    def loss_fn(variables):
+      logits, _, variables = forward(variables, images, key)
+      loss = losses.intra_class_loss(logits, labels)
+      return loss, (_partition(variables)[1], {"intra_class": loss})
+    return loss_fn
+
+  history = []
+  for u in range(n_pair):
+    state, parts = _counted_update(state, "pairs", pair_loss(jax.random.fold_in(k_drop, u)),
+                                   first + u, l2=l2_penalty(arch, ("classifier",)), **kw)
+    history.append(parts)
+  order = jax.random.permutation(k_perm, 4 * b)
+  for u in range(n_intra):
+    rows = order[(u * b + jnp.arange(b)) % (4 * b)]
+    state, parts = _counted_update(
+        state, "intra_class", intra_loss(x[rows], y[rows], jax.random.fold_in(k_drop, n_pair + u)),
+        first + n_pair + u, l2=l2_penalty(arch, ("distance",)), **kw)
+    history.append(parts)
+  names = spec.losses
+  metrics = {k: jnp.mean(jnp.stack([h[k] for h in history if k in h])) for k in names}
+  return state, metrics
 
 
 def classifier_scores(params, images, *, model, config) -> jax.Array:
@@ -306,6 +449,19 @@ def learning_rate(phase_config: ml_collections.ConfigDict) -> optax.ScalarOrSche
   return peak
 
 
+AE_OPTIMIZERS = ("adam", "rmsprop")
+
+
 def optimizer(phase_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam with `learning_rate`'s schedule."""
-  return optax.adam(learning_rate(phase_config), eps=phase_config.adam_eps)
+  """Adam (the classifier's `adam_b1`) or, for the autoencoder's `optimizer="rmsprop"`,
+  RMSprop as Keras has it (decay 0.9, epsilon added outside the square root), with
+  `learning_rate`'s schedule."""
+  lr = learning_rate(phase_config)
+  # `optimizer` is a field of `ae` only, `adam_b1` of `train` only.
+  name = phase_config.optimizer if "optimizer" in phase_config else "adam"
+  if name == "rmsprop":
+    return optax.rmsprop(lr, decay=0.9, eps=phase_config.adam_eps, eps_in_sqrt=False)
+  if name != "adam":
+    raise ValueError(f"ae.optimizer must be one of {', '.join(AE_OPTIMIZERS)}, got {name!r}")
+  b1 = phase_config.adam_b1 if "adam_b1" in phase_config else 0.9
+  return optax.adam(lr, b1=b1, eps=phase_config.adam_eps)

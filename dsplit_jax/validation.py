@@ -175,8 +175,15 @@ FIELDS: dict[str, Rule] = {
     "data_dir": text("where the dataset is; empty: the default places (--data_dir)"),
     "image_size": integer(16, MAX_IMAGE_SIZE, "side folder images are resized to", 4),
     **_section("model", {
+        "arch": choice(models.ARCHS, "the classifier's network (alexnet: the paper's text; "
+                       "authors: the authors' public program, with BatchNorm)"),
+        "leaky_slope": number(0.0, 1.0, "LeakyReLU's negative slope (authors networks)",
+                              open_hi=True),
+        "bn_momentum": number(0.0, 1.0, "BatchNorm running-average momentum (authors "
+                              "networks; Keras' and flax's convention)", open_hi=True),
+        "bn_epsilon": positive("BatchNorm epsilon (authors networks)"),
         "conv_features": integers(1, MAX_WIDTH, 5, 5, "channels of the classifier's five "
-                                  "AlexNet convolutions"),
+                                  "convolution stages"),
         "dense_features": integers(1, MAX_WIDTH, 1, 8, "units of the classifier's dense "
                                    "layers"),
         "distance_head": choice(models.DISTANCE_HEADS, "how dsplit's distance subnetwork "
@@ -190,8 +197,10 @@ FIELDS: dict[str, Rule] = {
                         "accelerators; parameters, losses and SSIM stay float32)"),
         "conv_impl": choice(layers.CONV_IMPLS, "how convolutions are lowered (the same "
                             "function; auto: patches on CPU, xla elsewhere)"),
-        "ae_conv_features": integers(1, MAX_WIDTH, 5, 5, "channels of the splitting "
-                                     "autoencoder's five convolutions"),
+        "ae_arch": choice(models.ARCHS, "the splitting autoencoder's network"),
+        "ae_conv_features": integers(1, MAX_WIDTH, 4, 5, "channels of the splitting "
+                                     "autoencoder's convolutions (five for alexnet, four "
+                                     "encoder stages for authors)"),
         "ae_code_features": integer(1, MAX_WIDTH, "width of the splitting autoencoder's code"),
     }),
     **_section("ae", {
@@ -201,7 +210,10 @@ FIELDS: dict[str, Rule] = {
         "plateau_images": integer(1, MAX_STEPS, "training images the plateau ratio is "
                                   "measured on"),
         "restarts": integer(0, 100, "most times a stuck autoencoder is trained again"),
+        "optimizer": choice(train.AE_OPTIMIZERS, "the autoencoder's optimiser"),
         "ssim_filter_size": integer(1, 16, "SSIM window side (fits the smallest image, 16)"),
+        "ssim_max_val": positive("SSIM's dynamic range L (1 for images in [0, 1]; the "
+                                 "authors' program: 2)"),
         "output_bias": choice(("zero", "mean_logit"), "decoder output bias at start (zero or "
                               "the logit of the job's mean pixel)"),
     }),
@@ -211,7 +223,12 @@ FIELDS: dict[str, Rule] = {
                                     "batch", open_lo=True, open_hi=True),
         "pairs": choice(train.PAIRINGS, "pairs of a batch for the closeness and dispersion "
                         "losses"),
+        "adam_b1": number(0.0, 1.0, "classifier Adam beta_1", open_hi=True),
         "schedule": choice(train.SCHEDULES, "how dsplit's three losses take turns"),
+        "pair_updates": integer(0, 100, "closeness + dispersion updates per iteration of "
+                                "the balanced schedule"),
+        "intra_updates": integer(1, 100, "intra-class updates per iteration of the "
+                                 "balanced schedule"),
     }),
     "eval_batch_size": integer(1, MAX_BATCH, "images per compiled scoring call"),
     **_section("eval", {
@@ -330,6 +347,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     refuse("eval.every", config.eval.every, f"a multiple of train.chunk_steps="
            f"{config.train.chunk_steps} (checkpoints are scored between chunks; e.g. "
            "--set=train.chunk_steps=50)")
+  m = config.model
+  if m.arch == "authors" and config.train.schedule != "balanced":
+    refuse("train.schedule", config.train.schedule, "balanced with model.arch=authors "
+           "(its BatchNorm statistics are updated by that schedule's steps)")
+  ae_len = {"alexnet": 5, "authors": 4}[m.ae_arch]
+  if len(m.ae_conv_features) != ae_len:
+    refuse("model.ae_conv_features", m.ae_conv_features, f"{ae_len} widths with "
+           f"model.ae_arch={m.ae_arch}")
   jobs = len(config.normal_classes) * len(config.seeds)
   if jobs > MAX_JOBS:
     raise NotAllowed(f"{len(config.normal_classes)} normal classes x {len(config.seeds)} "

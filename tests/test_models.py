@@ -266,3 +266,87 @@ def test_float32_is_the_default_and_unchanged():
   np.testing.assert_array_equal(net.apply(params, x)[0], same.apply(params, x)[0])
   assert train.compute_dtype(configs.load("cpu")) is None
   assert train.compute_dtype(configs.load("cpu", ["model.dtype=bfloat16"])) == jnp.bfloat16
+
+
+# The authors' networks (models/build.py of their public program), counted from its
+# Keras layers by hand: ICSNET on 32x32x3: convolutions 432 + 2,304 + 2 x 9,216 +
+# 2 x 36,864 + 2 x 147,456 + 2 x 65,536 = 520,880; BatchNorm scale and offset
+# 2 x (32 + 64 + 128 + 256 + 512) = 1,984 (and as many running statistics); dense
+# 2048 x 256 + 256, 256 x 128 + 128, 128 + 1 and the distance head 128 + 1: 557,698.
+def _authors_config():
+  return configs.load("authors")
+
+
+def _count(tree):
+  return sum(x.size for x in jax.tree.leaves(tree))
+
+
+def test_authors_classifier_has_the_authors_layer_shapes_and_parameter_count():
+  net = train.make_classifier(_authors_config())
+  v = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 32, 32, 3)), method=net.init_all)
+  assert _count(v["params"]) == 520_880 + 1_984 + 557_698
+  assert _count(v["batch_stats"]) == 1_984
+  f = v["params"]["features"]
+  assert f["conv1a"]["kernel"].shape == (3, 3, 3, 16)
+  assert f["conv1b"]["kernel"].shape == (3, 3, 16, 16)
+  assert f["conv2a"]["kernel"].shape == (3, 3, 32, 32)  # the concatenated 16 + 16
+  assert f["conv5a"]["kernel"].shape == f["conv5b"]["kernel"].shape == (1, 1, 256, 256)
+  assert "bias" not in f["conv1a"]
+  assert f["dense1"]["kernel"].shape == (2048, 256)   # 2 x 2 x 512
+  assert f["dense2"]["kernel"].shape == (256, 128)    # z
+  assert v["params"]["distance"]["dense"]["kernel"].shape == (128, 1)
+  # 28 x 28 inputs are padded by one after the second pooling (7 -> 9): 2 x 2 again.
+  v28 = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)), method=net.init_all)
+  assert v28["params"]["features"]["dense1"]["kernel"].shape == (2048, 256)
+  assert _count(v28["params"]) == _count(v["params"]) - 9 * 2 * 16
+
+
+def test_authors_kernels_start_truncated_at_two_standard_deviations():
+  net = train.make_classifier(_authors_config())
+  v = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 32, 32, 3)), method=net.init_all)
+  k = np.asarray(v["params"]["features"]["dense1"]["kernel"])
+  assert np.abs(k).max() <= 0.02 + 1e-7
+  assert 0.007 < k.std() < 0.0095  # std of N(0, 0.01) cut at 2 sigma: 0.0088
+
+
+def test_authors_classifier_scores_with_running_statistics_and_no_dropout():
+  net = train.make_classifier(_authors_config())
+  x = jax.random.uniform(jax.random.PRNGKey(1), (4, 32, 32, 3))
+  v = net.init(jax.random.PRNGKey(0), x[:2], method=net.init_all)
+  a, _ = net.apply(v, x)
+  b, _ = net.apply(v, x[:1])  # one image alone: no batch statistics are used
+  np.testing.assert_allclose(np.asarray(a[:1]), np.asarray(b), rtol=1e-5, atol=1e-6)
+  (_, _), new = net.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)},
+                          mutable=["batch_stats"])
+  before, after = jax.tree.leaves(v["batch_stats"]), jax.tree.leaves(new["batch_stats"])
+  assert any(not np.allclose(p, q) for p, q in zip(before, after))
+
+
+def test_authors_autoencoder_shapes_and_parameter_count():
+  # build_ae on 32x32x3: encoder 97,560, code 16,512, decoder 88,128, output 435 and
+  # BatchNorm scale and offset on 16+32+64+128+128+64+64+32+16 channels: 1,088.
+  config = _authors_config()
+  ae = train.make_autoencoder(config, (32, 32, 3))
+  v = ae.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+  assert _count(v["params"]) == 97_560 + 16_512 + 88_128 + 435 + 1_088
+  assert _count(v["batch_stats"]) == 1_088
+  assert v["params"]["conv_code"]["kernel"].shape == (1, 1, 128, 128)
+  ae28 = train.make_autoencoder(config, (28, 28, 1))
+  v28 = ae28.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
+  assert ae28.apply(v28, jnp.full((2, 28, 28, 1), 0.5)).shape == (2, 28, 28, 1)
+  with pytest.raises(ValueError, match="28 or a multiple of 16"):
+    train.make_autoencoder(config, (36, 36, 3)).init(jax.random.PRNGKey(0),
+                                                     jnp.zeros((1, 36, 36, 3)))
+
+
+def test_kernel_l2_covers_every_kernel_but_the_skipped_modules():
+  net = train.make_classifier(_authors_config())
+  v = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 32, 32, 3)), method=net.init_all)
+  p = {"params": v["params"]}
+  sq = lambda t: float(sum(jnp.sum(jnp.square(k)) for path, k in
+                           jax.tree_util.tree_leaves_with_path(t)
+                           if str(path[-1].key) == "kernel"))
+  total = float(models.kernel_l2(p))
+  np.testing.assert_allclose(total, sq(p), rtol=1e-6)
+  no_head = float(models.kernel_l2(p, skip=("distance",)))
+  np.testing.assert_allclose(total - no_head, sq(v["params"]["distance"]), rtol=1e-5)

@@ -3,30 +3,34 @@
 Runs a few methods with the `test` preset on real MNIST (normal classes 0 and 1, seed 0:
 two jobs in one program, run one after another on CPU) through `runner.run`, and
 compares each job's AUC, test scores and training split with `tests/pinned_scores.json`.
-On CPU the comparison is exact (sha256 of the float32 scores, AUC to the last bit);
-Deep SVDD is the one exception (see `_TOLERANT`). The config hashes that decide which
-records of a work dir are reused are pinned too.
 
-The stored values were made on the project's 2-core CPU machine (jax 0.10.2) by the
-code of main at 9dbace0, before the orchestration refactor, with
+What holds on any x86-64 CPU is pinned exactly: the config hashes, the score counts and
+dtypes, and the split's training indices. The rest depends on how XLA:CPU compiles for
+the CPU at hand (vector width, fused multiply-adds), so it is compared in two ways:
+
+- against the reference values (`scores`) within per-method tolerances (`TOLERANCES`),
+  each set from the differences measured between two CPUs (an AVX2 machine against the
+  one that made the reference) with a margin that a real regression would still break;
+- bit for bit (sha256 of every score, AUC to the last bit, the final losses) against
+  the values stored for this machine's CPU (`exact`, keyed by `machine()`), when the
+  file holds them: the same machine gives the same numbers every time.
+
+The reference values were made by the code of main at 9dbace0 (dsplit, nnwds and ssim
+pinned again for `job_map=map` at cc28463; BUILD_NOTES.md, "Tests") with
 
     DSPLIT_DATA_DIR=DIR python -m tests.test_pinned_results --write
 
-(DIR holding mnist/). At the merge of the orchestration refactor into main, dsplit,
-nnwds and ssim were pinned again for `job_map=map`, what `auto` picks on CPU (one job
-after another instead of vmapped beside the other job): main at cc28463 and the
-merge give those values bit for bit, and the merge with `job_map=vmap` still gives the
-9dbace0 values bit for bit. The classical baselines and Deep SVDD do not map jobs
-through `pipeline` and kept their 9dbace0 values.
-
-Regenerate them only for a change that is meant to change the numbers, and say so in
-BUILD_NOTES.md.
+(DIR holding mnist/), which now adds or replaces this machine's `exact` entry only.
+Regenerate the reference only for a change that is meant to change the numbers, and say
+so in BUILD_NOTES.md.
 """
 
 import hashlib
 import json
 import os
 import pathlib
+import platform
+import re
 import sys
 
 import jax
@@ -42,10 +46,41 @@ ALL_METHODS = ("dsplit", "naive_nn", "nnwds", "ssim", "dsvdd", "ocsvm", "hog_ocs
 CLASSES = (0, 1)
 PICKED = (0, 1, 2, 3, 1234, 5678, 9999)  # test images whose raw scores are stored
 STUDY = pathlib.Path(__file__).parents[1] / "studies" / "cpu" / "results.jsonl"
-# Deep SVDD's convolutions run on `layers.conv_modules`, the same function as the
-# lax.conv of the pinned values with another summation order, so its scores round
-# differently.
-_TOLERANT = {"dsvdd": dict(auc=2e-3, scores=1e-2)}
+# Per method: the largest AUC difference and relative score difference (on the picked
+# test images) accepted against the reference on another CPU, and for the trained
+# classifiers the largest final-loss difference. Measured between two CPUs (AVX2 + FMA
+# against the reference's): classical baselines, AUC equal and scores within 1.4e-14
+# (float64); ssim, AUC 1.7e-7, scores 1.5e-6 (float32 SSIM); Deep SVDD, AUC 1.3e-5,
+# scores 3.7e-4. dsplit and nnwds train their classifier 60 steps with Adam, whose
+# per-coordinate normalisation turns rounding differences into different updates:
+# AUC 0.055, scores up to 0.5 apart, final losses 0.023; so across CPUs they are held
+# to their AUC and losses only, which still breaks on a flipped score, a lost loss or
+# a broken split, while the bit-for-bit comparison (`exact`) guards the rest.
+TOLERANCES = {
+    "dsplit": dict(auc=0.1, losses=0.05), "nnwds": dict(auc=0.1, losses=0.05),
+    "ssim": dict(auc=1e-5, scores=1e-4),
+    "ocsvm": dict(auc=0.0, scores=1e-9), "hog_ocsvm": dict(auc=0.0, scores=1e-9),
+    "iforest": dict(auc=0.0, scores=1e-9),
+    "dsvdd": dict(auc=2e-3, scores=1e-2),
+}
+# What the CPU model cannot change.
+_STABLE = ("config_hash", "num_scores", "scores_dtype", "train_split_index_sha256")
+
+
+def machine() -> str:
+  """The CPU features XLA:CPU compiles for (vector extensions, FMA) and the jax version:
+  machines with the same key give the same numbers."""
+  flags = set()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("flags"):
+          flags = set(line.split(":", 1)[1].split())
+          break
+  except OSError:
+    pass
+  vector = sorted(f for f in flags if re.fullmatch(r"(avx|avx2|fma|avx512\w*|amx\w*)", f))
+  return " ".join([platform.machine(), *vector, f"jax{jax.__version__}"])
 
 
 def _config(method, data_dir):
@@ -113,18 +148,33 @@ def computed(mnist_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_scores_are_the_pinned_ones(method, computed, pinned):
+def test_scores_match_the_reference_on_any_cpu(method, computed, pinned):
+  tol = TOLERANCES[method]
   for c in map(str, CLASSES):
     got, want = computed[method][c], pinned["scores"][method][c]
     where = f"{method} class {c}"
-    assert got["config_hash"] == want["config_hash"], where
-    assert got["num_scores"] == want["num_scores"] == 10000, where
-    if method in _TOLERANT:
-      tol = _TOLERANT[method]
-      assert abs(got["auc"] - want["auc"]) <= tol["auc"], (where, got["auc"], want["auc"])
+    for key in _STABLE:
+      assert got.get(key) == want.get(key), (where, key)
+    assert got["num_scores"] == 10000, where
+    assert abs(got["auc"] - want["auc"]) <= tol["auc"], (where, got["auc"], want["auc"])
+    if "scores" in tol:
       np.testing.assert_allclose(got["picked_scores"], want["picked_scores"],
                                  rtol=tol["scores"], err_msg=where)
-      continue
+    if "losses" in tol:
+      assert got["final_losses"].keys() == want["final_losses"].keys(), where
+      for name, value in want["final_losses"].items():
+        assert abs(got["final_losses"][name] - value) <= tol["losses"], (where, name)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_scores_are_bit_exact_on_a_pinned_machine(method, computed, pinned):
+  exact = pinned.get("exact", {}).get(machine())
+  if exact is None:
+    pytest.skip(f"no exact values stored for this CPU ({machine()}); "
+                "python -m tests.test_pinned_results --write adds them")
+  for c in map(str, CLASSES):
+    got, want = computed[method][c], exact[method][c]
+    where = f"{method} class {c} on {machine()}"
     np.testing.assert_array_equal(got["picked_scores"], want["picked_scores"], err_msg=where)
     assert got["auc"] == want["auc"], (where, got["auc"], want["auc"])
     assert got == want, where  # hashes of every score, the split, the final losses
@@ -168,11 +218,19 @@ def test_committed_study_cells_keep_their_hashes():
 
 
 if __name__ == "__main__":
-  if sys.argv[1:] != ["--write"]:
-    sys.exit("usage: DSPLIT_DATA_DIR=... python -m tests.test_pinned_results --write")
+  if sys.argv[1:] not in (["--write"], ["--write-reference"]):
+    sys.exit("usage: DSPLIT_DATA_DIR=... python -m tests.test_pinned_results --write "
+             "(this CPU's exact values) | --write-reference (a change meant to change "
+             "the numbers)")
   import tempfile
   with tempfile.TemporaryDirectory() as tmp:
-    result = {"scores": compute(pathlib.Path(os.environ["DSPLIT_DATA_DIR"]) / "mnist", tmp),
-              "config_hashes": config_hashes()}
+    scores = compute(pathlib.Path(os.environ["DSPLIT_DATA_DIR"]) / "mnist", tmp)
+  result = json.loads(PINNED.read_text()) if PINNED.exists() else {}
+  hashes = config_hashes()
+  if sys.argv[1] == "--write-reference":
+    result["scores"], result["exact"], result["config_hashes"] = scores, {}, hashes
+  for preset, by_method in hashes.items():  # a new preset's; pinned ones stay
+    result.setdefault("config_hashes", {}).setdefault(preset, by_method)
+  result.setdefault("exact", {})[machine()] = scores
   PINNED.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-  print(f"wrote {PINNED}")
+  print(f"wrote {PINNED} ({machine()})")

@@ -25,7 +25,7 @@ from absl import flags
 import ml_collections
 from ml_collections import config_flags
 
-PRESETS = ("paper", "cpu", "test")
+PRESETS = ("paper", "cpu", "test", "authors")
 
 
 class ConfigError(ValueError):
@@ -181,7 +181,8 @@ _DISTANCE_HEAD_FIELDS = (("model", "distance_head"), ("model", "latent"), ("trai
 # Fields only the splitting autoencoder reads (the split methods': dsplit, nnwds, ssim):
 # the other methods' hashes ignore them, so a change of the autoencoder (e.g. the `cpu`
 # preset's autoencoder budget) keeps every baseline's and naive_nn's records valid.
-_SPLIT_FIELDS = (("ae", None), ("model", "ae_conv_features"), ("model", "ae_code_features"))
+_SPLIT_FIELDS = (("ae", None), ("model", "ae_conv_features"), ("model", "ae_code_features"),
+                 ("model", "ae_arch"))
 # Fields added after records and cached autoencoders were written: at the value that
 # reproduces the earlier behaviour they stay out of every hash, so those stay valid.
 # Deep SVDD's training fields are among them: older configs' `dsvdd` held only what a
@@ -191,6 +192,11 @@ def _compatible_defaults() -> dict:
   return {("ae", "output_bias"): "zero", ("model", "latent"): "dense",
           ("model", "dropout"): 0.0, ("train", "lr_decay"): "none",
           ("model", "dtype"): "float32",
+          ("model", "arch"): "alexnet", ("model", "ae_arch"): "alexnet",
+          ("model", "leaky_slope"): 0.2, ("model", "bn_momentum"): 0.99,
+          ("model", "bn_epsilon"): 1e-3, ("ae", "optimizer"): "adam",
+          ("ae", "ssim_max_val"): 1.0, ("train", "adam_b1"): 0.9,
+          ("train", "pair_updates"): 3, ("train", "intra_updates"): 4,
           ("train", "schedule"): "interleaved", ("model", "init"): "he_normal",
           **{("dsvdd", k): v for k, v in base.get_config().dsvdd.items()},
           **{("eval", k): v for k, v in base.get_config().eval.items()}}
@@ -242,6 +248,9 @@ def autoencoder_hash(config: ml_collections.ConfigDict) -> str:
                 code_features=config.model.ae_code_features)
   if config.model.dtype != "float32":  # float32: the hashes before it
     fields["dtype"] = config.model.dtype
+  if config.model.ae_arch != "alexnet":  # alexnet: the hashes before it
+    fields.update(ae_arch=config.model.ae_arch, bn_momentum=config.model.bn_momentum,
+                  bn_epsilon=config.model.bn_epsilon)
   return digest(fields)
 
 

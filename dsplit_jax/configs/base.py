@@ -20,6 +20,14 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Networks (the paper's section 3.1); widths are AlexNet's in `paper`.
   c.model = ml_collections.ConfigDict()
+  # The classifier's network (models.ARCHS): "alexnet", the paper's text; "authors", the
+  # network of the authors' public program (models.AuthorsNet, the `authors` preset),
+  # whose widths are `conv_features` (five stages) and `dense_features` (the last one
+  # is z). `leaky_slope`, `bn_momentum` and `bn_epsilon` are read by "authors" only.
+  c.model.arch = "alexnet"
+  c.model.leaky_slope = 0.2
+  c.model.bn_momentum = 0.99     # Keras' BatchNormalization defaults
+  c.model.bn_epsilon = 1e-3
   c.model.conv_features = (96, 256, 384, 384, 256)
   c.model.dense_features = (4096, 4096)
   # Distance subnetwork (models.DISTANCE_HEADS): "paper_literal" is the paper's
@@ -46,6 +54,9 @@ def get_config() -> ml_collections.ConfigDict:
   # and uses the accelerators' bf16 units; parameters, optimiser state, losses and the
   # SSIM stay float32. CPUs have no fast bf16: keep "float32" there.
   c.model.dtype = "float32"
+  # The splitting autoencoder's network (models.ARCHS): "alexnet" (five widths) or
+  # "authors" (models.AuthorsAutoencoder, four encoder widths).
+  c.model.ae_arch = "alexnet"
   c.model.ae_conv_features = (96, 256, 384, 384, 256)
   c.model.ae_code_features = 256
 
@@ -55,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.ae.batch_size = 64
   c.ae.learning_rate = 1e-3
   c.ae.adam_eps = 1e-7           # Keras' default, as in the authors' TensorFlow
+  # "adam" or "rmsprop" (train.AE_OPTIMIZERS; the authors' program: RMSprop, decay 0.9,
+  # Keras' epsilon outside the square root); `adam_eps` is either one's epsilon.
+  c.ae.optimizer = "adam"
   c.ae.warmup_steps = 200        # without it some classes stall on the mean image
   c.ae.weight_decay = 1e-6       # L2 on conv kernels, as for the classifier
   c.ae.chunk_steps = 500
@@ -66,6 +80,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.ae.plateau_images = 512
   c.ae.restarts = 2
   c.ae.ssim_filter_size = 11     # dm_pix.ssim defaults (Wang et al. 2004)
+  # SSIM's dynamic range L: 1 for images in [0, 1]; the authors' program leaves
+  # scikit-image's float default, 2, which changes the constants (K L)^2.
+  c.ae.ssim_max_val = 1.0
   # Decoder output bias at start: "zero" (sigmoid output 0.5) or "mean_logit" (the logit
   # of the job's mean pixel; train.init_ae_state says why).
   c.ae.output_bias = "zero"
@@ -76,6 +93,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 64        # paper
   c.train.learning_rate = 1e-4
   c.train.adam_eps = 1e-7
+  c.train.adam_b1 = 0.9          # Adam's beta_1 (the authors' program: 0.5)
   c.train.warmup_steps = 0
   # Learning-rate decay over the run (the paper does not say): "none" keeps Adam's rate
   # constant (as in every record whose config has no `train.lr_decay`), "cosine" decays
@@ -85,6 +103,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.atypical_fraction = 0.5  # share of atypical images in an intra-class batch
   c.train.pairs = "neighbours"   # pairs of a batch for closeness/dispersion (train.PAIRINGS)
   c.train.schedule = "interleaved"  # how dsplit's losses take turns (train.SCHEDULES)
+  # The "balanced" schedule's updates per iteration (the authors' program: 3 of the
+  # joint closeness + dispersion model, then 4 of the classifier).
+  c.train.pair_updates = 3
+  c.train.intra_updates = 4
   c.train.chunk_steps = 500
 
   c.eval_batch_size = 500
