@@ -88,7 +88,7 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
           f"the flag's value or default): set {key} with {owned[key]} only")
   for m in chosen:
     config.method = m
-    configs.validate(config)
+    validation.validate(config)
   config.method = chosen[0]
   return config, list(chosen)
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from dsplit_jax import api
 from dsplit_jax import data
+from dsplit_jax import pictures
 from dsplit_jax import workdir as workdir_lib
 from dsplit_jax.data import folder
 
@@ -72,14 +73,12 @@ def write_scores_csv(clf: api.OneClassClassifier, score_dir, out: str, *,
     if os.path.exists(tmp):
       os.remove(tmp)
   if picture and all_names:
-    from dsplit_jax import pictures  # pylint: disable=g-import-not-at-top  (matplotlib)
     pictures.picture_beside_csv(clf, out, all_names, np.array(all_scores), score_dir)
   return len(all_names)
 
 
 def picture_path(scores_csv: str) -> str:
   """Where `write_scores_csv` puts the picture of a scores CSV."""
-  from dsplit_jax import pictures  # pylint: disable=g-import-not-at-top
   return pictures.picture_path(scores_csv)
 
 
