@@ -23,8 +23,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import shutil
-import tempfile
 
 import flax.serialization
 import jax
@@ -47,6 +45,7 @@ from dsplit_jax import pipeline
 from dsplit_jax import runner
 from dsplit_jax import train
 from dsplit_jax import validation
+from dsplit_jax import workdir as workdir_lib
 from dsplit_jax.baselines import classical
 from dsplit_jax.baselines import dsvdd
 
@@ -609,9 +608,7 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     meta = {"config": json.loads(self.config_.to_json_best_effort()),
             "image_shape": list(self.image_shape_), "contamination": self.contamination,
             "threshold": getattr(self, "threshold_", None)}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
-    try:
+    with workdir_lib.replacing(path, folder=True) as tmp:
       with open(os.path.join(tmp, "detector.json"), "w") as f:
         json.dump(meta, f, indent=2)
       if getattr(self, "decision_scores_", None) is not None:
@@ -621,16 +618,6 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
       kind = _kind(self.config_.method)
       if hasattr(kind, "save"):
         kind.save(self, tmp)
-      old = None
-      if os.path.lexists(path):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=os.path.dirname(path))
-        os.replace(path, os.path.join(old, "detector"))
-      os.replace(tmp, path)
-      if old:
-        shutil.rmtree(old)
-    finally:
-      if os.path.isdir(tmp):
-        shutil.rmtree(tmp)
 
   @classmethod
   def load(cls, path: str) -> "OneClassClassifier":

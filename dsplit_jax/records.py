@@ -8,7 +8,6 @@ same file, so each record goes in with one locked write.
 from __future__ import annotations
 
 import collections
-import contextlib
 import datetime
 import fcntl
 import functools
@@ -292,9 +291,7 @@ def writer() -> bool:
 def atomic_write(path, payload: bytes):
   if not writer():
     return
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with _replacing(tmp, path):
+  with workdir_lib.replacing(path) as tmp:
     with open(tmp, "wb") as f:
       f.write(payload)
 
@@ -302,23 +299,8 @@ def atomic_write(path, payload: bytes):
 def save_npz(path, **arrays):
   if not writer():
     return
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}.npz"
-  with _replacing(tmp, path):
+  with workdir_lib.replacing(path, suffix=".npz") as tmp:
     np.savez(tmp, **arrays)
-
-
-@contextlib.contextmanager
-def _replacing(tmp, path):
-  """Renames `tmp` to `path` after the block; on a failed write (a full disk) removes
-  `tmp` instead, so nothing half-written is ever under `path`, and names `path`."""
-  try:
-    yield
-    os.replace(tmp, path)
-  except OSError as e:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise OSError(e.errno, e.strerror, path) from None
 
 
 def save_scores(path, scores, labels):
