@@ -383,12 +383,11 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
 
   def _make_config(self) -> ml_collections.ConfigDict:
     """`config` (or `preset`) with this detector's method, rho and seed, as a copy."""
-    if self.config is not None:
-      config = self.config.copy_and_resolve_references()
-    else:
-      config = configs.get_preset(self.preset or default_preset())
-    config.method, config.rho, config.seeds = self.method, float(self.rho), (int(self.seed),)
-    config.dataset, config.normal_classes = "folder", (0,)
+    source = (self.config if self.config is not None
+              else configs.get_preset(self.preset or default_preset()))
+    config = source.copy_and_resolve_references()  # the caller's config stays as it was
+    config.update(method=self.method, rho=float(self.rho), seeds=(int(self.seed),),
+                  dataset="folder", normal_classes=(0,))
     return config
 
   # ------------------------------------------------------------------- fit, score

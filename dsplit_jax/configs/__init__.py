@@ -64,8 +64,9 @@ def load(preset: str, overrides=()) -> ml_collections.ConfigDict:
 
 
 def override(config: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
-  """Applies "key=value" items in place, parsed as `--config.key=value` is by
-  `ml_collections.config_flags` (the same types and literals); returns `config`."""
+  """A copy of `config` with "key=value" items applied, parsed as `--config.key=value` is
+  by `ml_collections.config_flags` (the same types and literals); `config` stays as it
+  was."""
   # The last item for a key wins, as for every other flag: absl would append a repeated
   # tuple field's values instead (`(1,2)` then `(3,4)` gave (1, 2, 3, 4)).
   last = {}
@@ -73,6 +74,7 @@ def override(config: ml_collections.ConfigDict, overrides) -> ml_collections.Con
     if "=" not in item:
       raise ConfigError(f"--set wants key=value, got {item!r}")
     last[item.split("=", 1)[0]] = item
+  config = config.copy_and_resolve_references()  # config_flags sets fields in place
   argv = ["override"]
   for key, item in last.items():
     parent, *_ = _field_parent(config, key)
