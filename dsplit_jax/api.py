@@ -23,8 +23,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import shutil
-import tempfile
 
 import flax.serialization
 import jax
@@ -42,9 +40,14 @@ from dsplit_jax import configs
 from dsplit_jax import data
 from dsplit_jax import loop
 from dsplit_jax import methods
+from dsplit_jax import pictures
 from dsplit_jax import pipeline
 from dsplit_jax import runner
 from dsplit_jax import train
+from dsplit_jax import validation
+from dsplit_jax import workdir as workdir_lib
+from dsplit_jax.baselines import classical
+from dsplit_jax.baselines import dsvdd
 
 
 default_preset = configs.default_preset
@@ -222,7 +225,6 @@ class _DeepSVDD:
   @staticmethod
   def fit(clf, config, x, workdir, progress):
     del clf, workdir  # Deep SVDD trains in one go; nothing to resume.
-    from dsplit_jax.baselines import dsvdd  # pylint: disable=g-import-not-at-top
     jobs = data.Jobs.of_images(x, config.seeds[0])
     pool, _, affine = dsvdd.prepare(config.dsvdd.preprocessing, jobs.pool, jobs.train_idx,
                                     jobs.train_count, None, job_classes=jobs.classes)
@@ -232,7 +234,6 @@ class _DeepSVDD:
 
   @staticmethod
   def score(clf, x):
-    from dsplit_jax.baselines import dsvdd  # pylint: disable=g-import-not-at-top
     config = clf.config_
     x = dsvdd.prepare_new(config.dsvdd.preprocessing, x)
     return dsvdd.score_trained(config.dsvdd, clf._fitted["dsvdd"], x,
@@ -240,7 +241,6 @@ class _DeepSVDD:
 
   @staticmethod
   def template(config, image_shape):
-    from dsplit_jax.baselines import dsvdd  # pylint: disable=g-import-not-at-top
     return {"dsvdd": dsvdd.init_trained(config.dsvdd, image_shape, 1,
                                         config.model.conv_impl)}
 
@@ -266,7 +266,6 @@ class _Classical:
   @classmethod
   def fit(cls, clf, config, x, workdir, progress):
     del workdir  # fitted in one go; nothing to resume
-    from dsplit_jax.baselines import classical  # pylint: disable=g-import-not-at-top
     bounds = np.array([0.0, 1.0])
     if config.classical.preprocessing != "none":
       bounds = np.array(data.preprocessing.minmax_bounds(
@@ -300,7 +299,6 @@ class _Classical:
     (no pickle), and only types scikit-learn's own or in `trusted_types`; still, load
     only detectors this library saved."""
     import skops.io  # pylint: disable=g-import-not-at-top
-    from dsplit_jax.baselines import classical  # pylint: disable=g-import-not-at-top
     path = os.path.join(folder, cls.model_file)
     if not os.path.exists(path):
       raise FileNotFoundError(f"{path}: no saved {clf.config_.method} estimator here")
@@ -385,12 +383,11 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
 
   def _make_config(self) -> ml_collections.ConfigDict:
     """`config` (or `preset`) with this detector's method, rho and seed, as a copy."""
-    if self.config is not None:
-      config = self.config.copy_and_resolve_references()
-    else:
-      config = configs.get_preset(self.preset or default_preset())
-    config.method, config.rho, config.seeds = self.method, float(self.rho), (int(self.seed),)
-    config.dataset, config.normal_classes = "folder", (0,)
+    source = (self.config if self.config is not None
+              else configs.get_preset(self.preset or default_preset()))
+    config = source.copy_and_resolve_references()  # the caller's config stays as it was
+    config.update(method=self.method, rho=float(self.rho), seeds=(int(self.seed),),
+                  dataset="folder", normal_classes=(0,))
     return config
 
   # ------------------------------------------------------------------- fit, score
@@ -409,7 +406,7 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     if len(x) < 4:
       raise ValueError(f"need at least 4 normal images to split and pair, got {len(x)}")
     config = self._make_config()
-    configs.validate(config, check_dataset=False)
+    validation.validate(config, check_dataset=False)
     progress = make_progress(progress, self.verbose if verbose is None else verbose)
     self._fitted = self._estimator = self._programs = None
     self.config_, self.image_shape_ = config, x.shape[1:]
@@ -486,7 +483,6 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     """`pictures.save_scores_picture` of a folder this detector scored (`score_files`):
     its k most and least abnormal images and the histogram of `scores` with
     `threshold_`, read at the detector's image size and channels."""
-    from dsplit_jax import pictures  # pylint: disable=g-import-not-at-top
     self._check_fitted()
     return pictures.save_scores_picture(
         out_png, names, scores, score_dir, threshold=getattr(self, "threshold_", None),
@@ -611,9 +607,7 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     meta = {"config": json.loads(self.config_.to_json_best_effort()),
             "image_shape": list(self.image_shape_), "contamination": self.contamination,
             "threshold": getattr(self, "threshold_", None)}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
-    try:
+    with workdir_lib.replacing(path, folder=True) as tmp:
       with open(os.path.join(tmp, "detector.json"), "w") as f:
         json.dump(meta, f, indent=2)
       if getattr(self, "decision_scores_", None) is not None:
@@ -623,16 +617,6 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
       kind = _kind(self.config_.method)
       if hasattr(kind, "save"):
         kind.save(self, tmp)
-      old = None
-      if os.path.lexists(path):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=os.path.dirname(path))
-        os.replace(path, os.path.join(old, "detector"))
-      os.replace(tmp, path)
-      if old:
-        shutil.rmtree(old)
-    finally:
-      if os.path.isdir(tmp):
-        shutil.rmtree(tmp)
 
   @classmethod
   def load(cls, path: str) -> "OneClassClassifier":
@@ -651,7 +635,7 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
       clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0],
                 contamination=meta.get("contamination", 0.1))
       clf.config_ = clf._make_config()
-      configs.validate(clf.config_, check_dataset=False)
+      validation.validate(clf.config_, check_dataset=False)
       # Shapes only (from_bytes replaces every leaf): nothing to compile or run.
       template = jax.eval_shape(lambda: _template(clf.config_, image_shape))
     except Exception as e:  # JSON, a missing key, a bad field: all mean "edited or torn".

@@ -31,6 +31,14 @@ OWNED = {"dataset": "--dataset", "data_dir": "--data_dir", "method": "--method",
          "seeds": "--seed/--num_seeds", "normal_classes": "--normal_class"}
 
 
+def _with(config: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
+  """A locked copy of `config` with `fields` set (each an existing field)."""
+  out = config.copy_and_resolve_references()
+  out.lock()
+  out.update(fields)
+  return out
+
+
 def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_seeds,
                       data_dir, overrides, config=None, config_items=()
                       ) -> tuple[ml_collections.ConfigDict, list[str]]:
@@ -50,33 +58,29 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
     config = configs.get_preset(chosen)
     if not preset:
       print(f"preset: {chosen} (JAX backend: {jax.default_backend()}; pass --preset to choose)")
-  config.lock()
-  config.dataset = dataset
   if dataset not in data.DATASETS:
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(data.DATASETS)}")
-  config.data_dir = data_dir or ""
   chosen = methods_lib.NAMES if method == "all" else _parse_list(method, "method")
   for m in chosen:
     if m not in methods_lib.METHODS:
       raise ValueError(f"unknown method {m!r}; choose one of {', '.join(methods_lib.NAMES)}, all")
-  config.method = chosen[0]
-  if rho is not None:
-    config.rho = float(rho)
   validation.check_seed_flags(seed, num_seeds)  # before the tuple is built
-  config.seeds = tuple(range(seed, seed + num_seeds))
   if normal_class == "all":
-    n = data.num_classes(dataset, config.data_dir or None)
-    config.normal_classes = tuple(range(n))
+    normal_classes = tuple(range(data.num_classes(dataset, data_dir or None)))
   else:
     try:
-      config.normal_classes = tuple(int(c) for c in _parse_list(normal_class, "normal class"))
+      normal_classes = tuple(int(c) for c in _parse_list(normal_class, "normal class"))
     except ValueError:
       raise ValueError(f"--normal_class must be an integer, a comma list or all, "
                        f"got {normal_class!r}") from None
+  # The flags' fields over a copy: the config passed in (--config's) stays as it was.
+  config = _with(config, dataset=dataset, data_dir=data_dir or "", method=chosen[0],
+                 seeds=tuple(range(seed, seed + num_seeds)), normal_classes=normal_classes,
+                 **({} if rho is None else {"rho": float(rho)}))
   owned = dict(OWNED, **({} if rho is None else {"rho": "--rho"}),
                **({"preset": "--preset"} if preset_chosen else {}))
   flagged = {key: config[key] for key in owned}
-  configs.override(config, overrides)
+  config = configs.override(config, overrides)
   given = [(f"--config.{k}={validation.show(v)}", k, v) for k, v in from_file.items()] + [
       (f"--set={item}", item.split("=", 1)[0], config[item.split("=", 1)[0]])
       for item in overrides if item.split("=", 1)[0] in owned]
@@ -87,9 +91,7 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
           f"{', '.join(chosen) if key == 'method' else validation.show(flagged[key])}, "
           f"the flag's value or default): set {key} with {owned[key]} only")
   for m in chosen:
-    config.method = m
-    configs.validate(config)
-  config.method = chosen[0]
+    validation.validate(_with(config, method=m))
   return config, list(chosen)
 
 

@@ -22,6 +22,8 @@ from dsplit_jax import pipeline
 from dsplit_jax import protocols
 from dsplit_jax import records
 from dsplit_jax import workdir as workdir_lib
+from dsplit_jax.baselines import classical
+from dsplit_jax.baselines import dsvdd
 
 
 def fit(programs: pipeline.Programs, method: str, jobs: data.Jobs, *,
@@ -86,7 +88,6 @@ def fit_and_score(config, jobs: data.Jobs, *, workdir, run_dir, progress) -> tup
   if scorer == "classical":
     return {}, _classical_scores(config, jobs, progress)
   if scorer == "dsvdd":
-    from dsplit_jax.baselines import dsvdd  # pylint: disable=g-import-not-at-top
     return {}, dsvdd.run(config, jobs, progress=progress)
   programs = pipeline.make_programs(config, jobs.pool.shape[1:])  # this run's, held here
   fitted = fit(programs, config.method, jobs, workdir=workdir, run_dir=run_dir,
@@ -95,7 +96,6 @@ def fit_and_score(config, jobs: data.Jobs, *, workdir, run_dir, progress) -> tup
 
 
 def _classical_scores(config, jobs: data.Jobs, progress) -> np.ndarray:
-  from dsplit_jax.baselines import classical  # pylint: disable=g-import-not-at-top
   out = []
   for c, s, idx, n in zip(jobs.classes, jobs.seeds, jobs.train_idx, jobs.train_count):
     train_images, test_images = jobs.pool[idx[:n]], jobs.test_images

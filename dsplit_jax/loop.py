@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dsplit_jax import records
+from dsplit_jax import curves
 from dsplit_jax import workdir as workdir_lib
 from dsplit_jax import writers
 
@@ -79,17 +79,17 @@ def _manager(ckpt_dir: str) -> ocp.CheckpointManager:
 def _summary(metrics: dict) -> dict[str, float]:
   """Mean of each metric over jobs and steps; with several jobs also the worst job's
   mean, so that one job stuck on a plateau is not hidden by the average. Steps where a
-  loss did not run (`records.NOT_RUN`, `train.schedule="epochs"`) are left out, and a
+  loss did not run (`curves.NOT_RUN`, `train.schedule="epochs"`) are left out, and a
   loss that ran on none of the chunk's steps is left out of the summary."""
   out = {}
   for k, v in metrics.items():
     v = np.asarray(v, np.float64)
-    ran = v != records.NOT_RUN
+    ran = v != curves.NOT_RUN
     if not ran.any():
       continue
-    out[k] = float(records.mean_where_run(v))
+    out[k] = float(curves.mean_where_run(v))
     if v.ndim == 2 and v.shape[0] > 1:
-      out[f"{k}_max_job"] = float(np.max(records.mean_where_run(v, axis=1)[ran.any(axis=1)]))
+      out[f"{k}_max_job"] = float(np.max(curves.mean_where_run(v, axis=1)[ran.any(axis=1)]))
   return out
 
 
@@ -104,7 +104,7 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
   `start_step`; its metrics are [jobs, steps] arrays (see `_summary`). `total_steps`
   must be a multiple of `chunk_steps` so that a resumed run takes exactly the same steps.
   With `curve_jobs` (a name per job) and a `ckpt_dir`, every job's losses are appended
-  to `ckpt_dir/loss_curves.jsonl` (`records.read_curves`) and written through a clu
+  to `ckpt_dir/loss_curves.jsonl` (`curves.read_curves`) and written through a clu
   metric writer (`writers.curve_writer`: the log, TensorBoard files when TensorFlow is
   there). `learning_rate` is only named in the error when a loss becomes non-finite.
   `evaluate(step, state)` sees the state at step 0 (on a fresh start) and after every
@@ -115,13 +115,13 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
     raise ValueError(f"{name}: total_steps={total_steps} is not a multiple of "
                      f"chunk_steps={chunk_steps}")
   manager = _manager(os.path.join(ckpt_dir, name)) if ckpt_dir else None
-  curves = None
+  curve_out = None
   if ckpt_dir and curve_jobs:
-    curves = (os.path.join(ckpt_dir, records.CURVES_FILE), curve_jobs,
+    curve_out = (os.path.join(ckpt_dir, curves.CURVES_FILE), curve_jobs,
               writers.curve_writer(ckpt_dir, say=lambda line: _say(progress, line)))
   try:
     return _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress,
-                       curves, learning_rate, evaluate)
+                       curve_out, learning_rate, evaluate)
   except KeyboardInterrupt:
     done = 0
     if manager is not None:
@@ -130,8 +130,8 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
     raise Interrupted(f"interrupted at {name} step {done}/{total_steps}; run the same "
                       "command to resume") from None
   finally:
-    if curves is not None:
-      curves[2].close()
+    if curve_out is not None:
+      curve_out[2].close()
     # Also when interrupted (an exception, Ctrl-C): orbax saves in the background, and
     # a save still in flight would otherwise be lost and the resume start earlier.
     if manager is not None:
@@ -165,7 +165,7 @@ def _restore(name, manager, state, progress):
   return 0, state
 
 
-def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress, curves,
+def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress, curve_out,
                 learning_rate, evaluate=None):
   step = 0
   if manager is not None and manager.latest_step() is not None:
@@ -180,8 +180,8 @@ def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progre
   while step < total_steps:
     state, raw = chunk_fn(state, np.int32(step))
     metrics = _summary(raw)
-    if curves is not None and np.all([np.isfinite(v) for v in metrics.values()]):
-      records.append_curves(curves[0], name, step, raw, curves[1], writer=curves[2])
+    if curve_out is not None and np.all([np.isfinite(v) for v in metrics.values()]):
+      curves.append_curves(curve_out[0], name, step, raw, curve_out[1], writer=curve_out[2])
     step += chunk_steps
     bad = [k for k, v in metrics.items() if not np.isfinite(v)]
     if bad:

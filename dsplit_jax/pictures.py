@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 import numpy as np
 
 from dsplit_jax import data
@@ -34,10 +32,14 @@ def extremes(scores, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def draw(images_high, titles_high, images_low, titles_low, scores, threshold, *,
-         title: str = "") -> Figure:
-  """The figure: two rows of images (uint8 [k, S, S, C]) with their titles, and the
+         title: str = ""):
+  """The figure (matplotlib's): two rows of images (uint8 [k, S, S, C]) with their titles, and the
   histogram of `scores` with a line at `threshold` (None: no line)."""
   k = max(len(images_high), len(images_low), 1)
+  # matplotlib on first drawing: the API and the command line import this module, and
+  # most of their commands draw nothing (a first import of matplotlib also builds and
+  # logs its font cache).
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   fig = Figure(figsize=(max(1.6 * k, 6.0), 6.4), layout="constrained")
   grid = fig.add_gridspec(3, k, height_ratios=(1, 1, 1.4))
   for row, (images, titles, label) in enumerate(
@@ -90,7 +92,8 @@ def save_scores_picture(out_png: str, names, scores, score_dir, *, threshold, im
 
   fig = draw(read(high), titles(high), read(low), titles(low), scores, threshold, title=title)
   os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
-  FigureCanvasAgg(fig).print_png(out_png)
+  from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top
+  backend_agg.FigureCanvasAgg(fig).print_png(out_png)
   return out_png
 
 

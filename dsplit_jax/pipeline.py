@@ -28,13 +28,6 @@ from dsplit_jax import protocols
 from dsplit_jax import train
 
 
-def job_keys(seeds, classes) -> np.ndarray:
-  """One key per job from (seed, class) only, so a job's randomness never depends on
-  which other jobs run beside it."""
-  return np.stack([np.asarray(jax.random.fold_in(jax.random.PRNGKey(s), c))
-                   for s, c in zip(seeds, classes)])
-
-
 def _mesh() -> Mesh:
   return Mesh(np.array(jax.devices()), ("jobs",))
 

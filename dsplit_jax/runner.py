@@ -16,6 +16,7 @@ import jax
 import ml_collections
 
 from dsplit_jax import configs
+from dsplit_jax import curves
 from dsplit_jax import data
 from dsplit_jax import fitting
 from dsplit_jax import loop
@@ -23,6 +24,7 @@ from dsplit_jax import methods
 from dsplit_jax import pipeline
 from dsplit_jax import protocols
 from dsplit_jax import records
+from dsplit_jax import validation
 
 # Names other modules and scripts use from here.
 ConfigError = configs.ConfigError
@@ -42,7 +44,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
   Jobs that already have a record with the same config are skipped, and a killed run
   resumes from its checkpoints, so running the same command again finishes the work.
   """
-  configs.validate(config)
+  validation.validate(config)
   progress = progress or loop.Progress()
   jobs = data.load_jobs(config)
   if jobs.test_images is None:
@@ -84,7 +86,7 @@ def _write_records(config, jobs, scores, workdir, run_dir, chash, wall, progress
   """Per job: its AUC under `config.eval.protocol`, its score file and its record (with
   the run's final losses, and the AUCs of the scored checkpoints)."""
   spec = methods.get(config.method)
-  final = records.final_losses(run_dir, config.method) if spec.trains_classifier else {}
+  final = curves.final_losses(run_dir, config.method) if spec.trains_classifier else {}
   data_files = data.describe_sources(config)
   new = []
   for j, (c, s, name) in enumerate(zip(jobs.classes, jobs.seeds, jobs.names)):

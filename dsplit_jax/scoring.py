@@ -21,6 +21,7 @@ import numpy as np
 
 from dsplit_jax import api
 from dsplit_jax import data
+from dsplit_jax import pictures
 from dsplit_jax import workdir as workdir_lib
 from dsplit_jax.data import folder
 
@@ -55,10 +56,8 @@ def write_scores_csv(clf: api.OneClassClassifier, score_dir, out: str, *,
 
   The images must have been checked (`check_folder`)."""
   threshold = clf.threshold_
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  tmp = f"{out}.tmp{os.getpid()}"
   all_names, all_scores = [], []
-  try:
+  with workdir_lib.replacing(out) as tmp:
     with open(tmp, "w", newline="", encoding="utf-8") as f:
       w = csv.writer(f)
       w.writerow(CSV_COLUMNS)
@@ -67,19 +66,13 @@ def write_scores_csv(clf: api.OneClassClassifier, score_dir, out: str, *,
           w.writerow([csv_text(name), f"{float(s):.6g}", int(s > threshold)])
         all_names += list(names)
         all_scores += [float(s) for s in scores]
-    os.replace(tmp, out)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
   if picture and all_names:
-    from dsplit_jax import pictures  # pylint: disable=g-import-not-at-top  (matplotlib)
     pictures.picture_beside_csv(clf, out, all_names, np.array(all_scores), score_dir)
   return len(all_names)
 
 
 def picture_path(scores_csv: str) -> str:
   """Where `write_scores_csv` puts the picture of a scores CSV."""
-  from dsplit_jax import pictures  # pylint: disable=g-import-not-at-top
   return pictures.picture_path(scores_csv)
 
 

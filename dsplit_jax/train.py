@@ -20,7 +20,7 @@ import optax
 from dsplit_jax import losses
 from dsplit_jax import methods
 from dsplit_jax import models
-from dsplit_jax import records
+from dsplit_jax import curves
 # The split's functions, under the names pipeline.py uses.
 from dsplit_jax.split import Split, plateau_ratio, split_by_ssim, ssim_scores  # noqa: F401
 
@@ -326,7 +326,7 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
 
 def _one_epoch_step(state, step, fns, names, counts, batch_size: int):
   """Step `step` of the "epochs" schedule: the update of the loss whose epoch it falls
-  in; the others report `records.NOT_RUN` (loop.py and the curves leave those out)."""
+  in; the others report `curves.NOT_RUN` (loop.py and the curves leave those out)."""
   lengths = [(jnp.asarray(c, jnp.int32) + batch_size - 1) // batch_size for c in counts]
   pos = jnp.asarray(step, jnp.int32) % sum(lengths)
   branch = sum((pos >= sum(lengths[:k + 1])).astype(jnp.int32) for k in range(len(fns) - 1))
@@ -334,7 +334,7 @@ def _one_epoch_step(state, step, fns, names, counts, batch_size: int):
   def only(fn):
     def run(state):
       state, m = fn(state)
-      return state, {k: m.get(k, jnp.float32(records.NOT_RUN)) for k in names}
+      return state, {k: m.get(k, jnp.float32(curves.NOT_RUN)) for k in names}
     return run
   return jax.lax.switch(branch, [only(fn) for fn in fns], state)
 

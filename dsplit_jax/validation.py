@@ -1,9 +1,9 @@
 """Every config field's type, allowed values and meaning, in one table.
 
-`validate(config)` checks each field of a config against its row of `FIELDS` (and a
-few rules that tie fields together) before any data is read or program compiled;
-a value outside its row is one line, `<field>=<value> is not allowed: must be
-<allowed>`. `to_yaml(config, describe=True)` prints the same rows beside the values
+`validate(config)`, the one check every entry point runs, checks each field of a config
+against its row of `FIELDS` (and a few rules that tie fields together) before any data
+is read or program compiled; a value outside its row is one line, `<field>=<value> is
+not allowed: must be <allowed>`. `to_yaml(config, describe=True)` prints the same rows beside the values
 (`--print_config --describe`). A config field without a row is itself an error, so a
 new field (or section) cannot skip validation: add its rows here.
 """
@@ -332,8 +332,27 @@ def check_seed_flags(seed: int, num_seeds: int) -> None:
            f"--seed + --num_seeds - 1, at most {MAX_SEED})")
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Every field against its row, then the rules between fields; NotAllowed (one line)."""
+def _lists(config: ml_collections.ConfigDict, prefix: str = ""):
+  """Names of the fields that hold a list (a ConfigDict built from JSON by hand)."""
+  for k, v in config.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      yield from _lists(v, f"{prefix}{k}.")
+    elif isinstance(v, list):
+      yield f"{prefix}{k}"
+
+
+def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -> None:
+  """Checks what can be checked without training; raises a one-line ConfigError.
+
+  Every field against its row of FIELDS, then the rules between fields (NotAllowed),
+  then the normal classes against the dataset's class count. `check_dataset=False` is
+  for one's own images (the API), where no dataset is read: the classes go unchecked,
+  and only the protocol that needs no labelled test images is allowed.
+  """
+  lists = list(_lists(config))
+  if lists:
+    raise configs.ConfigError(f"{', '.join(lists)} must be tuples, not lists (a config "
+                              "read from JSON: build it with configs.from_saved)")
   for name, value in leaves(config):
     check(name, value)
   for phase in ("ae", "train"):
@@ -359,6 +378,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if jobs > MAX_JOBS:
     raise NotAllowed(f"{len(config.normal_classes)} normal classes x {len(config.seeds)} "
                      f"seeds = {jobs} jobs is not allowed: must be at most {MAX_JOBS}")
+  if not check_dataset:
+    if config.eval.protocol != protocols.DEFAULT:
+      raise configs.ConfigError(f"eval.protocol={config.eval.protocol} selects checkpoints "
+                                "with labelled test images, which one's own images do not "
+                                f"have; use {protocols.DEFAULT}")
+    return
+  n = sources.num_classes(config.dataset, config.data_dir or None)
+  for c in config.normal_classes:
+    if not 0 <= int(c) < n:
+      raise configs.ConfigError(f"normal class {c} out of range for {config.dataset} "
+                                f"(classes 0..{n - 1})")
 
 
 def _yaml_value(value) -> str:

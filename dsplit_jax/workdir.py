@@ -1,9 +1,12 @@
-"""Keeping a work dir sound: one run at a time, damaged files set aside, write probes.
+"""Keeping a work dir sound: one run at a time, whole files only, damaged files set
+aside, write probes.
 
 A work dir is a resume log: two runs writing it at once would mix their checkpoints,
 and a file that cannot be read back must not stop every later run, nor be deleted
 (it may be the only copy of hours of training). So a run holds `<workdir>/.lock`,
-and a damaged file is renamed `<name>.corrupt-<time>` and the work it held redone.
+every file (or saved folder) is written beside its place and renamed into it
+(`replacing`), and a damaged file is renamed `<name>.corrupt-<time>` (`set_aside`) and
+the work it held redone.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import errno
 import fcntl
 import os
 import re
+import shutil
+import tempfile
 import time
 
 LOCK_FILE = ".lock"
@@ -45,6 +50,38 @@ def lock(workdir: str):
     yield path
   finally:
     os.close(fd)  # Closing the last descriptor releases the lock.
+
+
+@contextlib.contextmanager
+def replacing(path: str, *, suffix: str = "", folder: bool = False):
+  """Yields a temporary path beside `path` for the block to write; renames it onto `path`
+  after the block, so nothing half-written is ever under `path`.
+
+  `suffix` ends the temporary file's name (np.savez adds ".npz" to a name without it).
+  `folder`: the temporary is a folder, and a folder already at `path` is moved into a
+  second temporary folder first and removed only once the new one is in place. On any
+  failure the temporary goes and an OSError names `path` (a full disk says which file).
+  """
+  parent, name = os.path.split(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  tmp = (tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent) if folder
+         else f"{path}.tmp{os.getpid()}{suffix}")
+  old = None
+  try:
+    yield tmp
+    if folder and os.path.lexists(path):
+      old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
+      os.replace(path, os.path.join(old, name))
+    os.replace(tmp, path)
+  except OSError as e:
+    raise OSError(e.errno, e.strerror, path) from None
+  finally:
+    if os.path.isdir(tmp):
+      shutil.rmtree(tmp)
+    elif os.path.lexists(tmp):
+      os.remove(tmp)
+  if old:  # Only once the new one is in place: a failed rename keeps the old one there.
+    shutil.rmtree(old)
 
 
 def set_aside(path: str) -> str:

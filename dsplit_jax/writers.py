@@ -5,7 +5,7 @@ Always the absl log (`LoggingWriter`: INFO lines, printed on stderr with
 `clu.metric_writers/__init__.py` imports TensorFlow for its SummaryWriter, so without
 TensorFlow even its logging writer cannot be imported the usual way: `_without_tensorflow`
 imports the TensorFlow-free modules alone. The run's own record of the curves is
-`loss_curves.jsonl` (`records.append_curves`), written whatever this module finds.
+`loss_curves.jsonl` (`curves.append_curves`), written whatever this module finds.
 """
 
 from __future__ import annotations

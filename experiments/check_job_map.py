@@ -49,7 +49,7 @@ def main(argv=None):
   images = data.preprocessing.unit_interval(np.concatenate([x[y == c][:n] for c in (0, 1)]))
   idx = np.stack([np.arange(n), np.arange(n, 2 * n)] * 2).astype(np.int32)
   count = np.full(4, n, np.int32)
-  keys = pipeline.job_keys([0, 0, 1, 1], [0, 1, 0, 1])
+  keys = data.job_keys([0, 0, 1, 1], [0, 1, 0, 1])
   programs = pipeline.make_programs(config, images.shape[1:])
 
   t = time.time()

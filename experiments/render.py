@@ -28,6 +28,7 @@ import numpy as np
 import skimage.util
 import sklearn.metrics
 
+from dsplit_jax import curves
 from dsplit_jax import data
 from dsplit_jax import methods as methods_lib
 from dsplit_jax import paper
@@ -426,14 +427,14 @@ def write_roc(dataset, cls, files: dict[str, list[str]], png, rho=paper.RHO):
   FigureCanvasAgg(fig)
   ax = fig.add_subplot()
   for k, method in enumerate(_method_order(files)):
-    curves = []
+    rocs = []
     for path in sorted(files[method]):
       f = np.load(path)
-      curves.append(sklearn.metrics.roc_curve(f["labels"], f["scores"])[:2])
-    aucs = [100 * sklearn.metrics.auc(fpr, tpr) for fpr, tpr in curves]
+      rocs.append(sklearn.metrics.roc_curve(f["labels"], f["scores"])[:2])
+    aucs = [100 * sklearn.metrics.auc(fpr, tpr) for fpr, tpr in rocs]
     label = (f"{paper.PAPER_METHOD_NAMES.get(method, method)}: {np.mean(aucs):.1f} ± "
              f"{np.std(aucs):.1f} ({len(aucs)} seed{'s' * (len(aucs) > 1)})")
-    for j, (fpr, tpr) in enumerate(curves):
+    for j, (fpr, tpr) in enumerate(rocs):
       ax.plot(fpr, tpr, color=f"C{k}", lw=1, alpha=0.8 if j == 0 else 0.4,
               label=None if j else label)
   ax.plot([0, 1], [0, 1], "k:", lw=0.8)
@@ -482,12 +483,12 @@ def job_label(dataset, job: str) -> str:
 
 def write_loss_curves(run_dir, png) -> bool:
   """One panel per loss of the run's classifier phase, one line per job; False if empty."""
-  curves = records.read_curves(run_dir)
-  if not curves:
+  by_phase = curves.read_curves(run_dir)
+  if not by_phase:
     return False
   dataset = _run_config(run_dir).get("dataset")
-  phase = next(iter(curves))
-  jobs = curves[phase]
+  phase = next(iter(by_phase))
+  jobs = by_phase[phase]
   metrics = list(dict.fromkeys(m for job in jobs.values() for m in job))
   fig = Figure(figsize=(4 * len(metrics), 3.4))
   FigureCanvasAgg(fig)
@@ -657,7 +658,7 @@ def render(args) -> list[str]:
     written.append(path)
 
   if args.loss_curves == "all":
-    for run_dir in records.run_dirs_with_curves(args.workdir):
+    for run_dir in curves.run_dirs_with_curves(args.workdir):
       path = os.path.join(out, f"losses_{os.path.basename(run_dir)}.png")
       if write_loss_curves(run_dir, path):
         written.append(path)

@@ -36,6 +36,7 @@ from dsplit_jax import loop
 from dsplit_jax import methods as methods_lib
 from dsplit_jax import records
 from dsplit_jax import runner
+from dsplit_jax import validation
 from dsplit_jax import workdir as workdir_lib
 
 # Methods whose result depends on rho (they train on the typical/atypical labels).
@@ -82,7 +83,7 @@ def make_cells(*, datasets, methods="all", rhos=(), preset, classes="all", seed=
       for rho in cell_rhos:
         c = config.copy_and_resolve_references()
         c.method, c.rho = method, float(rho)
-        configs.validate(c)
+        validation.validate(c)
         (table if c.rho == config.rho else sweep).append(Cell(c))
   return table + sweep
 

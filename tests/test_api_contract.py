@@ -242,3 +242,14 @@ def test_verbose_and_progress(images, capsys):
   assert lines == [f"[ocsvm] fit on {N_TRAIN} images"] and capsys.readouterr().out == ""
   with pytest.raises(TypeError, match="progress must be"):
     _detector().fit(images[0], progress=3, verbose=True)
+
+
+def test_a_config_passed_in_is_left_as_it_was(images, tmp_path):
+  given = configs.get_preset("test")
+  before = given.to_dict()
+  clf = dsplit_jax.OneClassClassifier(config=given, method="ocsvm", rho=5.0, seed=3,
+                                      verbose=False).fit(images[0])
+  clf.save(str(tmp_path / "det"))
+  assert given.to_dict() == before  # not method=ocsvm, seeds=(3,), dataset=folder
+  assert (clf.config_.method, clf.config_.seeds, clf.config_.dataset) == ("ocsvm", (3,), "folder")
+  assert clf.config_ is not given and clf.get_params()["config"] is given

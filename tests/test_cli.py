@@ -160,3 +160,17 @@ def test_configs_are_locked():
   config, _ = cli.config_from_flags(**_flags())
   with pytest.raises(AttributeError, match="locked"):
     config.rhoo = 20.0
+
+
+def test_the_flags_build_a_new_config_and_leave_the_one_given_as_it_was():
+  given = configs.get_preset("test")
+  before = given.to_dict()
+  config, methods = cli.config_from_flags(**_flags(
+      config=given, normal_class="1,2", method="dsplit,nnwds", seed=4, num_seeds=2,
+      overrides=["train.steps=40"]))
+  assert given.to_dict() == before
+  assert (config.normal_classes, config.seeds, config.method, config.train.steps) == (
+      (1, 2), (4, 5), "dsplit", 40) and methods == ["dsplit", "nnwds"]
+  assert config.is_locked
+  assert configs.override(given, ["train.steps=60"]).train.steps == 60
+  assert given.to_dict() == before

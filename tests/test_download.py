@@ -19,9 +19,10 @@ import pytest
 
 from dsplit_jax import data
 from dsplit_jax.data import download
+from dsplit_jax.data import fetching
 from dsplit_jax.data import sources
 
-MNIST_FILES = [f.name for f in download.FILES["mnist"]]
+MNIST_FILES = [f.name for f in fetching.FILES["mnist"]]
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
 
 
@@ -98,8 +99,8 @@ def tiny_mnist(tmp_path, monkeypatch):
     array = rng.integers(0, 10 if len(shape) == 1 else 256, shape)
     raw = idx_bytes(array)
     (served / "mnist" / name).write_bytes(gzip.compress(raw))
-    table.append(download.File(name, hashlib.sha256(raw).hexdigest(), "content"))
-  monkeypatch.setitem(download.FILES, "mnist", tuple(table))
+    table.append(fetching.File(name, hashlib.sha256(raw).hexdigest(), "content"))
+  monkeypatch.setitem(fetching.FILES, "mnist", tuple(table))
   return served
 
 
@@ -137,7 +138,7 @@ def test_bad_file_is_refused_and_nothing_is_kept(tiny_mnist, cache, monkeypatch,
     monkeypatch.setenv("DSPLIT_DATA_MIRROR", url)
     with pytest.raises(data.DataError) as e:
       data.load("mnist", "train")
-  assert not isinstance(e.value, download.DownloadError)  # Refused, not "offline".
+  assert not isinstance(e.value, fetching.DownloadError)  # Refused, not "offline".
   assert_one_line(e, "t10k-labels-idx1-ubyte.gz", "refused", url)
   assert not cache.exists() or files_under(cache) == []
 
@@ -151,7 +152,7 @@ def test_bad_file_in_dsplit_data_dir_leaves_it_untouched(tiny_mnist, tmp_path, m
   with serving(tiny_mnist) as url:
     monkeypatch.setenv("DSPLIT_DATA_MIRROR", url)
     with pytest.raises(data.DataError, match="train-images-idx3-ubyte.gz"):
-      download.fetch("mnist")
+      fetching.fetch("mnist")
   assert files_under(root) == ["keep.txt"]
 
 
@@ -168,7 +169,7 @@ def test_unreachable_host_names_the_commands_that_fix_it(cache, monkeypatch):
 
 def test_download_switched_off_never_connects(cache, monkeypatch):
   monkeypatch.setenv("DSPLIT_DOWNLOAD", "0")
-  monkeypatch.setattr(download, "_http_get", lambda *a: pytest.fail("connected"))
+  monkeypatch.setattr(fetching, "_http_get", lambda *a: pytest.fail("connected"))
   with pytest.raises(data.DataError) as e:
     data.load("cifar10", "test")
   assert_one_line(e, "download skipped", "python -m dsplit_jax.data.download cifar10")
@@ -177,12 +178,12 @@ def test_download_switched_off_never_connects(cache, monkeypatch):
 def test_existing_files_are_verified_not_fetched_again(tiny_mnist, cache, monkeypatch):
   with serving(tiny_mnist) as url:
     monkeypatch.setenv("DSPLIT_DATA_MIRROR", url)
-    download.fetch("mnist")
-  monkeypatch.setattr(download, "_http_get", lambda *a: pytest.fail("fetched again"))
-  assert download.fetch("mnist") == str(cache / "mnist")
+    fetching.fetch("mnist")
+  monkeypatch.setattr(fetching, "_http_get", lambda *a: pytest.fail("fetched again"))
+  assert fetching.fetch("mnist") == str(cache / "mnist")
   _flip_a_byte(cache / "mnist" / "train-labels-idx1-ubyte.gz")
   with pytest.raises(data.DataError) as e:
-    download.fetch("mnist")
+    fetching.fetch("mnist")
   assert_one_line(e, cache / "mnist" / "train-labels-idx1-ubyte.gz", "delete it")
 
 
@@ -221,8 +222,8 @@ def test_cifar_archive(tmp_path, cache, monkeypatch, good):
   (tmp_path / "served" / "cifar10").mkdir(parents=True)
   digest = tiny_cifar_archive(tmp_path / "served" / "cifar10" / "cifar-10-binary.tar.gz")
   expected = digest if good else "0" * 64
-  monkeypatch.setitem(download.FILES, "cifar10",
-                      (download.File("cifar-10-binary.tar.gz", expected, "file"),))
+  monkeypatch.setitem(fetching.FILES, "cifar10",
+                      (fetching.File("cifar-10-binary.tar.gz", expected, "file"),))
   with serving(tmp_path / "served") as url:
     monkeypatch.setenv("DSPLIT_DATA_MIRROR", url)
     if good:
@@ -249,8 +250,8 @@ def test_real_mnist_through_a_mirror(mnist_dir, tmp_path, cache, monkeypatch):
     x, y = data.load("mnist", "train")
     xt, _ = data.load("mnist", "test")
   assert len(x) == len(y) == 60000 and len(xt) == 10000
-  for file in download.FILES["mnist"]:
-    assert download.sha256(cache / "mnist" / file.name, "content") == file.sha256
+  for file in fetching.FILES["mnist"]:
+    assert fetching.sha256(cache / "mnist" / file.name, "content") == file.sha256
 
 
 def test_real_mnist_corrupt_copy_is_refused(mnist_dir, tmp_path, cache, monkeypatch):
@@ -270,8 +271,8 @@ def test_real_mnist_corrupt_copy_is_refused(mnist_dir, tmp_path, cache, monkeypa
 def test_fashion_mnist_table_matches_debian_copy():
   if not os.path.isdir(DEBIAN_FASHION):
     pytest.skip(f"{DEBIAN_FASHION} absent (apt-get install dataset-fashion-mnist)")
-  for file in download.FILES["fashion_mnist"]:
-    assert download.sha256(os.path.join(DEBIAN_FASHION, file.name), "content") == file.sha256
+  for file in fetching.FILES["fashion_mnist"]:
+    assert fetching.sha256(os.path.join(DEBIAN_FASHION, file.name), "content") == file.sha256
 
 
 def test_the_documented_command_runs_without_a_runpy_warning():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dsplit_jax import loop
-from dsplit_jax import records
+from dsplit_jax import curves
 
 
 def test_progress_shows_the_worst_job_of_a_stack():
@@ -37,16 +37,16 @@ def test_loss_curves_are_saved_per_job_and_survive_a_rerun_chunk(tmp_path):
   loop.run_phase("dsplit", {"w": np.zeros(2)}, chunk, total_steps=100, chunk_steps=50,
                  ckpt_dir=str(tmp_path), curve_jobs=["c0s0", "c1s0"])
   # The second chunk runs again (as after a kill before its checkpoint): no duplicates.
-  records.append_curves(str(tmp_path / records.CURVES_FILE), "dsplit", 50,
+  curves.append_curves(str(tmp_path / curves.CURVES_FILE), "dsplit", 50,
                         chunk(None, 50)[1], ["c0s0", "c1s0"])
-  curves = records.read_curves(str(tmp_path))
-  assert set(curves["dsplit"]) == {"c0s0", "c1s0"}  # the padded job is not saved
-  points = curves["dsplit"]["c1s0"]["closeness"]
+  saved = curves.read_curves(str(tmp_path))
+  assert set(saved["dsplit"]) == {"c0s0", "c1s0"}  # the padded job is not saved
+  points = saved["dsplit"]["c1s0"]["closeness"]
   assert [s for s, _ in points] == [25, 50, 75, 100]
   np.testing.assert_allclose([v for _, v in points], [10 * 12, 10 * 37, 10 * 62, 10 * 87])
-  assert records.final_losses(str(tmp_path), "dsplit")["c0s0"] == {"closeness": 87.0,
+  assert curves.final_losses(str(tmp_path), "dsplit")["c0s0"] == {"closeness": 87.0,
                                                                    "dispersion": 174.0}
-  assert "c9s9" not in records.final_losses(str(tmp_path), "dsplit")
+  assert "c9s9" not in curves.final_losses(str(tmp_path), "dsplit")
 
 
 def test_rate_and_eta_leave_out_the_first_chunk_which_compiles():
@@ -79,13 +79,13 @@ def test_loss_curves_also_go_through_a_clu_metric_writer(tmp_path, caplog):
   logged = [r.getMessage() for r in caplog.records if "dsplit/closeness/c0s0" in r.getMessage()]
   assert logged == ["[25] dsplit/closeness/c0s0=0.5", "[50] dsplit/closeness/c0s0=25.5"]
   # The run's own record is unchanged.
-  assert records.read_curves(str(tmp_path))["dsplit"]["c0s0"]["closeness"] == [
+  assert curves.read_curves(str(tmp_path))["dsplit"]["c0s0"]["closeness"] == [
       (25, 0.5), (50, 25.5)]
   if writers.tensorboard_available():
     assert os.listdir(tmp_path / writers.TENSORBOARD_DIR)
   else:
     assert [l for l in lines if l.startswith("loss curves:")] == [
-        f"loss curves: {tmp_path / records.CURVES_FILE} and the log; TensorBoard files need "
+        f"loss curves: {tmp_path / curves.CURVES_FILE} and the log; TensorBoard files need "
         "TensorFlow (pip install tensorflow)"]
     assert not (tmp_path / writers.TENSORBOARD_DIR).exists()
 
@@ -102,8 +102,8 @@ def test_the_log_writer_imports_without_tensorflow_and_leaves_clu_as_found():
 
 
 def test_steps_where_a_loss_did_not_run_are_left_out_of_summaries_and_curves(tmp_path):
-  # train.schedule="epochs": one loss per step, records.NOT_RUN for the others.
-  skip = records.NOT_RUN
+  # train.schedule="epochs": one loss per step, curves.NOT_RUN for the others.
+  skip = curves.NOT_RUN
 
   def chunk(state, start):  # 2 jobs, 50 steps: closeness runs on steps 0-29 only.
     close = np.where(np.arange(50) < 30, 1.0, skip) * np.array([[1.0], [3.0]])
@@ -116,17 +116,17 @@ def test_steps_where_a_loss_did_not_run_are_left_out_of_summaries_and_curves(tmp
   last = progress.history[-1]
   assert (last["closeness"], last["closeness_max_job"]) == (2.0, 3.0)
   assert last["dispersion"] == 2.0 and "unused" not in last  # ran on no step: left out
-  curves = records.read_curves(str(tmp_path))["dsplit"]["c1s0"]
-  assert [v for _, v in curves["closeness"]] == [3.0, 3.0]  # steps 0-24, 25-29
-  assert np.isnan(curves["dispersion"][0][1])  # steps 0-24: none ran
-  assert records.final_losses(str(tmp_path), "dsplit")["c1s0"]["closeness"] == 3.0
-  assert records.final_losses(str(tmp_path), "dsplit")["c1s0"]["dispersion"] == 2.0
+  saved = curves.read_curves(str(tmp_path))["dsplit"]["c1s0"]
+  assert [v for _, v in saved["closeness"]] == [3.0, 3.0]  # steps 0-24, 25-29
+  assert np.isnan(saved["dispersion"][0][1])  # steps 0-24: none ran
+  assert curves.final_losses(str(tmp_path), "dsplit")["c1s0"]["closeness"] == 3.0
+  assert curves.final_losses(str(tmp_path), "dsplit")["c1s0"]["dispersion"] == 2.0
 
 
 def test_a_loss_that_diverged_on_a_step_where_it_ran_stops_the_run():
   # A NaN is a real value (divergence), not a step where the loss did not run.
   def chunk(state, start):
-    return state, {"closeness": np.array([[1.0, records.NOT_RUN, np.nan, records.NOT_RUN]])}
+    return state, {"closeness": np.array([[1.0, curves.NOT_RUN, np.nan, curves.NOT_RUN]])}
   with pytest.raises(loop.NonFiniteLossError, match="closeness"):
     loop.run_phase("dsplit", {}, chunk, total_steps=4, chunk_steps=4, ckpt_dir=None)
 

@@ -23,7 +23,7 @@ def test_a_job_alone_equals_the_job_beside_others(mnist_dir):
   images = np.concatenate([x[y == c][:n] for c in (0, 1)]).astype(np.float32) / 255
   idx = np.stack([np.arange(n), np.arange(n, 2 * n), np.arange(n)]).astype(np.int32)
   count = np.full(3, n, np.int32)
-  keys = pipeline.job_keys([0, 0, 1], [0, 1, 0])  # (seed, class): digit 0 s0, 1 s0, 0 s1
+  keys = data.job_keys([0, 0, 1], [0, 1, 0])  # (seed, class): digit 0 s0, 1 s0, 0 s1
   programs = pipeline.make_programs(config, images.shape[1:])
 
   alone, ssim_alone = check_job_map.fit_and_score(programs, images, idx, count, keys, [0],

@@ -11,6 +11,7 @@ from dsplit_jax import configs
 from dsplit_jax import metrics
 from dsplit_jax import protocols
 from dsplit_jax import records
+from dsplit_jax import validation
 
 
 def _eval(protocol="authors_selection", fraction=0.3):
@@ -95,12 +96,12 @@ def test_the_default_protocol_keeps_every_config_hash():
                                   "eval.selection_fraction=0"])
 def test_bad_eval_values_are_refused(item):
   with pytest.raises(configs.ConfigError):
-    configs.validate(configs.load("test", [item]), check_dataset=False)
+    validation.validate(configs.load("test", [item]), check_dataset=False)
 
 
 def test_checkpoints_must_fall_on_chunk_boundaries():
   with pytest.raises(configs.ConfigError, match="a multiple of train.chunk_steps"):
-    configs.validate(configs.load("test", ["eval.protocol=authors_selection",
+    validation.validate(configs.load("test", ["eval.protocol=authors_selection",
                                            "eval.every=15"]), check_dataset=False)
 
 
@@ -152,5 +153,5 @@ def test_the_runner_selects_from_saved_checkpoint_scores_and_keeps_the_final_auc
 
 def test_the_detector_api_refuses_selection_with_test_labels():
   with pytest.raises(configs.ConfigError, match="labelled test images"):
-    configs.validate(configs.load("test", ["eval.protocol=authors_selection"]),
+    validation.validate(configs.load("test", ["eval.protocol=authors_selection"]),
                      check_dataset=False)

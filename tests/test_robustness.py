@@ -292,3 +292,21 @@ def test_a_failed_write_leaves_no_half_record_or_file(tmp_path, monkeypatch):
   with pytest.raises(OSError) as e:
     records.save_npz(str(target), scores=np.zeros(3))
   assert e.value.filename == str(target) and os.listdir(tmp_path / "scores") == []
+
+
+def test_replacing_keeps_the_old_file_or_folder_until_the_new_one_is_whole(tmp_path):
+  target = tmp_path / "out" / "f.txt"
+  with workdir.replacing(str(target)) as tmp:
+    open(tmp, "w").write("one")
+  assert target.read_text() == "one"
+  with pytest.raises(RuntimeError, match="stopped"):
+    with workdir.replacing(str(target)) as tmp:
+      open(tmp, "w").write("half")
+      raise RuntimeError("stopped")
+  assert target.read_text() == "one" and os.listdir(target.parent) == ["f.txt"]
+
+  folder = tmp_path / "det"
+  for text in ("old", "new"):
+    with workdir.replacing(str(folder), folder=True) as tmp:
+      open(os.path.join(tmp, "a"), "w").write(text)
+  assert (folder / "a").read_text() == "new" and sorted(os.listdir(tmp_path)) == ["det", "out"]

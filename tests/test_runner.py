@@ -11,6 +11,7 @@ from dsplit_jax import configs
 from dsplit_jax import fitting
 from dsplit_jax import methods
 from dsplit_jax import records
+from dsplit_jax import validation
 
 
 def test_only_process_zero_writes(tmp_path, monkeypatch):
@@ -75,7 +76,7 @@ def test_bad_distance_head_or_pairs_is_a_config_error():
     section, name = field.split(".")
     config[section][name] = value
     with pytest.raises(configs.ConfigError, match=message):
-      configs.validate(config, check_dataset=False)
+      validation.validate(config, check_dataset=False)
 
 
 def test_new_fields_at_their_old_behaviour_keep_old_hashes():
@@ -123,14 +124,14 @@ def test_a_saved_config_reads_back_as_its_preset():
   # no tuple() of its own and the hashes stay those of the preset.
   for preset in configs.PRESETS:
     config = configs.get_preset(preset)
-    assert not list(configs._lists(config))  # the presets hold tuples, never lists
+    assert not list(validation._lists(config))  # the presets hold tuples, never lists
     saved = json.loads(config.to_json_best_effort())
     back = configs.from_saved(saved)
     assert back.to_dict() == config.to_dict()  # (1, 2) != [1, 2]: the types are checked
     assert configs.config_hash(back) == configs.config_hash(config)
     assert configs.autoencoder_hash(back) == configs.autoencoder_hash(config)
   with pytest.raises(configs.ConfigError, match=r"model.conv_features.* must be tuples"):
-    configs.validate(ml_collections.ConfigDict(saved), check_dataset=False)
+    validation.validate(ml_collections.ConfigDict(saved), check_dataset=False)
 
 
 def test_job_map_stays_out_of_the_hashes():

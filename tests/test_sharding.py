@@ -18,7 +18,7 @@ images = np.concatenate([x[y == c][:30] for c in (0, 1)] + [x[y == 2][:10]]).ast
 idx = np.zeros((3, 30), np.int32)
 idx[0] = np.arange(30); idx[1] = np.arange(30, 60); idx[2, :10] = np.arange(60, 70)
 count = np.array([30, 30, 10], np.int32)
-keys = pipeline.job_keys([0, 1, 0], [0, 1, 2])
+keys = data.job_keys([0, 1, 0], [0, 1, 2])
 programs = pipeline.make_programs(config, images.shape[1:])
 
 def run(rows):

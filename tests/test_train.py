@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from dsplit_jax import configs
+from dsplit_jax import data
 from dsplit_jax import loop
 from dsplit_jax import pipeline
 from dsplit_jax import split
@@ -104,7 +105,7 @@ def programs():
 
 def _fit(programs, pool, rows, classes, ckpt_dir=None, progress=None, method="dsplit"):
   images, idx, count = pool
-  keys = pipeline.job_keys([0] * len(rows), classes)
+  keys = data.job_keys([0] * len(rows), classes)
   ae = pipeline.fit_autoencoders(programs, images, idx[rows], count[rows], keys)
   ssim = pipeline.ssim_of(programs, ae, images, idx[rows])
   splits = pipeline.split(programs.config, ssim, idx[rows], count[rows])
@@ -195,7 +196,7 @@ def test_padded_indices_never_change_a_result(programs, pool, reference):
 def test_stuck_autoencoders_are_trained_again_and_the_others_untouched(programs, pool,
                                                                        monkeypatch):
   images, idx, count = pool
-  keys = pipeline.job_keys([0, 0], [0, 1])
+  keys = data.job_keys([0, 0], [0, 1])
   first = pipeline.fit_autoencoders(programs, images, idx, count, keys)
   config = _config()
   config.ae.restarts = 2
@@ -242,7 +243,7 @@ def test_a_restart_starts_at_the_mean_pixels_logit(pool, monkeypatch):
   answers = iter([np.array([2.1, 0.2]), np.array([0.2, 0.2])])
   monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: next(answers))
   params = pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]), images,
-                                     idx, count, pipeline.job_keys([0, 0], [0, 1]))
+                                     idx, count, data.job_keys([0, 0], [0, 1]))
   bias = np.asarray(params["params"]["deconv1"]["bias"])
   p = np.asarray(train.mean_pixel(images, idx[0], count[0]))
   np.testing.assert_allclose(bias[0], np.log(p) - np.log1p(-p), rtol=1e-5)
@@ -253,7 +254,7 @@ def test_a_restart_starts_at_the_mean_pixels_logit(pool, monkeypatch):
   config.ae.output_bias, config.ae.restarts = "mean_logit", 0
   monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: np.array([0.2]))
   params = pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]), images,
-                                     idx[1:], count[1:], pipeline.job_keys([0], [1]))
+                                     idx[1:], count[1:], data.job_keys([0], [1]))
   p = np.asarray(train.mean_pixel(images, idx[1], count[1]))
   np.testing.assert_allclose(params["params"]["deconv1"]["bias"][0], np.log(p) - np.log1p(-p),
                              rtol=1e-5)
@@ -268,7 +269,7 @@ def test_an_untrained_autoencoder_counts_as_stuck(pool):
   config.ae.steps = 0
   programs = pipeline.make_programs(config, images.shape[1:])
   untrained = pipeline.fit_autoencoders(programs, images, idx, count,
-                                        pipeline.job_keys([0, 0], [0, 1]))
+                                        data.job_keys([0, 0], [0, 1]))
   ratios = pipeline.plateau_ratios(programs, untrained, images, idx, count)
   assert ratios.shape == (2,) and np.all(ratios > config.ae.plateau_ratio), ratios
 
@@ -507,12 +508,3 @@ def test_balanced_nnwds_makes_the_intra_class_updates_only():
   assert _count(state.opt_states["pairs"]) == 0
   np.testing.assert_array_equal(first.params["params"]["distance"]["dense"]["kernel"],
                                 state.params["params"]["distance"]["dense"]["kernel"])
-
-
-def test_authors_network_needs_the_balanced_schedule():
-  config = configs.load("authors", ["train.schedule=interleaved"])
-  with pytest.raises(configs.ConfigError, match="train.schedule"):
-    configs.validate(config, check_dataset=False)
-  config = configs.load("authors", ["model.ae_conv_features=(8,16,32,64,128)"])
-  with pytest.raises(configs.ConfigError, match="4 widths"):
-    configs.validate(config, check_dataset=False)

@@ -42,7 +42,7 @@ def test_a_field_without_a_row_is_refused():
   d = base.get_config().to_dict()
   d["train"]["new_knob"] = 1
   with pytest.raises(configs.ConfigError, match=r"^config field train.new_knob has no row"):
-    configs.validate(ml_collections.ConfigDict(d), check_dataset=False)
+    validation.validate(ml_collections.ConfigDict(d), check_dataset=False)
 
 
 def _outside(rule: validation.Rule) -> list:
@@ -91,7 +91,7 @@ def test_each_field_outside_its_range_is_one_line(preset, name, value):
   d = _presets()[preset].to_dict()
   _set(d, name, value)
   with pytest.raises(configs.ConfigError) as e:
-    configs.validate(ml_collections.ConfigDict(d), check_dataset=False)
+    validation.validate(ml_collections.ConfigDict(d), check_dataset=False)
   message = str(e.value)
   assert "\n" not in message
   if isinstance(value, list):  # a list, as JSON would give: the construction is named
@@ -298,3 +298,12 @@ def test_describe_gives_every_field_its_meaning_and_range(command):
   assert ("  learning_rate: 0.001  # classifier Adam learning rate (the peak after warm-up); "
           "a finite number in (0, inf)") in out
   assert "rho: 10.0  # percent of normal training images called atypical" in out
+
+
+def test_authors_network_needs_the_balanced_schedule():
+  config = configs.load("authors", ["train.schedule=interleaved"])
+  with pytest.raises(configs.ConfigError, match="train.schedule"):
+    validation.validate(config, check_dataset=False)
+  config = configs.load("authors", ["model.ae_conv_features=(8,16,32,64,128)"])
+  with pytest.raises(configs.ConfigError, match="4 widths"):
+    validation.validate(config, check_dataset=False)

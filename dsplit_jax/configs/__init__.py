@@ -9,8 +9,8 @@ Presets are ml_collections config files (`get_config()`): `paper` (accelerators)
 
 Every loaded config is locked: a misspelt field is an error, not a new field.
 `from_saved(d)` reads back a config saved as JSON, tuples and all.
-`validate(config)` is the one check every entry point (command line, API, grid, study)
-runs before any work. `config_hash(config)` names a run's results: the records of a
+`validation.validate(config)` (above this module and the ones whose values it checks)
+is the one check every entry point (command line, API, grid, study) runs before any work. `config_hash(config)` names a run's results: the records of a
 work dir are reused only by a config with the same hash.
 """
 
@@ -24,6 +24,9 @@ import os
 from absl import flags
 import ml_collections
 from ml_collections import config_flags
+
+from dsplit_jax import methods
+from dsplit_jax.configs import base
 
 PRESETS = ("paper", "cpu", "test", "authors")
 
@@ -61,8 +64,9 @@ def load(preset: str, overrides=()) -> ml_collections.ConfigDict:
 
 
 def override(config: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
-  """Applies "key=value" items in place, parsed as `--config.key=value` is by
-  `ml_collections.config_flags` (the same types and literals); returns `config`."""
+  """A copy of `config` with "key=value" items applied, parsed as `--config.key=value` is
+  by `ml_collections.config_flags` (the same types and literals); `config` stays as it
+  was."""
   # The last item for a key wins, as for every other flag: absl would append a repeated
   # tuple field's values instead (`(1,2)` then `(3,4)` gave (1, 2, 3, 4)).
   last = {}
@@ -70,6 +74,7 @@ def override(config: ml_collections.ConfigDict, overrides) -> ml_collections.Con
     if "=" not in item:
       raise ConfigError(f"--set wants key=value, got {item!r}")
     last[item.split("=", 1)[0]] = item
+  config = config.copy_and_resolve_references()  # config_flags sets fields in place
   argv = ["override"]
   for key, item in last.items():
     parent, *_ = _field_parent(config, key)
@@ -95,7 +100,6 @@ def from_saved(saved: dict) -> ml_collections.ConfigDict:
   base defaults, which reproduce the behaviour it was fit with; every saved field keeps
   its saved value.
   """
-  from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
 
   def overlay(defaults, values):
     out = dict(defaults)
@@ -115,15 +119,6 @@ def _tuples(value):
   return value
 
 
-def _lists(config: ml_collections.ConfigDict, prefix: str = ""):
-  """Names of the fields that hold a list (a ConfigDict built from JSON by hand)."""
-  for k, v in config.items():
-    if isinstance(v, ml_collections.ConfigDict):
-      yield from _lists(v, f"{prefix}{k}.")
-    elif isinstance(v, list):
-      yield f"{prefix}{k}"
-
-
 def _field_parent(config, key: str):
   parent, parts = config, key.split(".")
   for p in parts[:-1]:
@@ -133,37 +128,6 @@ def _field_parent(config, key: str):
   if not isinstance(parent, ml_collections.ConfigDict) or parts[-1] not in parent:
     raise ConfigError(f"unknown config field {key!r}")
   return parent, parts[-1]
-
-
-# -------------------------------------------------------------------- validation
-
-def validate(config: ml_collections.ConfigDict, *, check_dataset: bool = True) -> None:
-  """Checks what can be checked without training; raises a one-line ConfigError.
-
-  Every field is checked against its row of `validation.FIELDS` (type, range, choices).
-  `check_dataset=False` is for one's own images (the API), where no dataset is read:
-  the normal classes are then not checked against the dataset's class count.
-  """
-  # pylint: disable=g-import-not-at-top  (light import for `--help`; these need JAX)
-  from dsplit_jax import data
-  from dsplit_jax import validation
-  lists = list(_lists(config))
-  if lists:
-    raise ConfigError(f"{', '.join(lists)} must be tuples, not lists (a config read from "
-                      "JSON: build it with configs.from_saved)")
-  validation.validate(config)  # every field against its row of validation.FIELDS
-  if not check_dataset:
-    from dsplit_jax import protocols
-    if config.eval.protocol != protocols.DEFAULT:
-      raise ConfigError(f"eval.protocol={config.eval.protocol} selects checkpoints with "
-                        "labelled test images, which one's own images do not have; use "
-                        f"{protocols.DEFAULT}")
-    return
-  n = data.num_classes(config.dataset, config.data_dir or None)
-  for c in config.normal_classes:
-    if not 0 <= int(c) < n:
-      raise ConfigError(f"normal class {c} out of range for {config.dataset} "
-                        f"(classes 0..{n - 1})")
 
 
 # ------------------------------------------------------------------------ hashes
@@ -188,7 +152,6 @@ _SPLIT_FIELDS = (("ae", None), ("model", "ae_conv_features"), ("model", "ae_code
 # Deep SVDD's training fields are among them: older configs' `dsvdd` held only what a
 # preset changed, laid over the same defaults.
 def _compatible_defaults() -> dict:
-  from dsplit_jax.configs import base  # pylint: disable=g-import-not-at-top
   return {("ae", "output_bias"): "zero", ("model", "latent"): "dense",
           ("model", "dropout"): 0.0, ("train", "lr_decay"): "none",
           ("model", "dtype"): "float32",
@@ -221,7 +184,6 @@ def _plain(value):
 
 def hashed_fields(config: ml_collections.ConfigDict) -> dict:
   """The config fields that change a job's result under its method."""
-  from dsplit_jax import methods  # pylint: disable=g-import-not-at-top
   d = _drop_compatible_defaults(
       {k: v for k, v in config.to_dict().items() if k not in _JOB_FIELDS})
   method = methods.get(config.method)

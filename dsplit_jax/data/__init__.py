@@ -11,6 +11,7 @@ from dsplit_jax.data.folder import iter_image_files
 from dsplit_jax.data.folder import load_image_files
 from dsplit_jax.data.jobs import Jobs
 from dsplit_jax.data.jobs import describe_sources
+from dsplit_jax.data.jobs import job_keys
 from dsplit_jax.data.jobs import load_jobs
 from dsplit_jax.data.one_class import OneClassTask
 from dsplit_jax.data.one_class import one_class_task

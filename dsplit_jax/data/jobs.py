@@ -39,9 +39,8 @@ class Jobs:
 
   @property
   def keys(self):
-    """One PRNG key per job from its (seed, class) only (`pipeline.job_keys`)."""
-    from dsplit_jax import pipeline  # pylint: disable=g-import-not-at-top
-    return pipeline.job_keys(self.seeds, self.classes)
+    """One PRNG key per job from its (seed, class) only (`job_keys`)."""
+    return job_keys(self.seeds, self.classes)
 
   @property
   def names(self) -> list[str]:
@@ -56,6 +55,16 @@ class Jobs:
     return dataclasses.replace(self, classes=[self.classes[r] for r in rows],
                                seeds=[self.seeds[r] for r in rows],
                                train_idx=self.train_idx[rows], train_count=self.train_count[rows])
+
+
+def job_keys(seeds, classes) -> np.ndarray:
+  """One key per job from (seed, class) only, so a job's randomness never depends on
+  which other jobs run beside it."""
+  # JAX on first use: reading and laying out the data (and the download command) need
+  # none.
+  import jax  # pylint: disable=g-import-not-at-top
+  return np.stack([np.asarray(jax.random.fold_in(jax.random.PRNGKey(s), c))
+                   for s, c in zip(seeds, classes)])
 
 
 def load_jobs(config) -> Jobs:

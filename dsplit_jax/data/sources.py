@@ -5,7 +5,7 @@
 2. `$DSPLIT_DATA_DIR/<name>/`;
 3. Debian's install location (`apt-get install dataset-fashion-mnist`);
 4. the per-user download cache (`~/.cache/dsplit_jax/<name>/`);
-5. a download of the original files (`download.fetch`, SHA-256 verified) into
+5. a download of the original files (`fetching.fetch`, SHA-256 verified) into
    `$DSPLIT_DATA_DIR/<name>/` or the cache, unless $DSPLIT_DOWNLOAD=0;
 6. tensorflow-datasets, if that download could not reach any host; it needs
    TensorFlow and network the first time.
@@ -27,6 +27,7 @@ import os
 import numpy as np
 
 from dsplit_jax.data import cifar
+from dsplit_jax.data import fetching
 from dsplit_jax.data import folder
 from dsplit_jax.data import idx
 from dsplit_jax.data.errors import DataError
@@ -78,11 +79,6 @@ _HOW_TO_GET = {
 
 
 
-def _download():
-  """The download module, imported on first use: `python -m dsplit_jax.data.download`
-  runs it as __main__, and runpy warns when the package has imported it before."""
-  from dsplit_jax.data import download  # pylint: disable=g-import-not-at-top
-  return download
 
 def _check_name(name):
   if name not in DATASETS:
@@ -125,7 +121,7 @@ def _candidates(name, data_dir):
   else:
     out.append((f"${ENV_VAR} (unset)", None))
   out += [("debian", d) for d in DEBIAN_DIRS.get(name, ())]
-  out.append(("cache", os.path.join(_download().cache_root(), name)))
+  out.append(("cache", os.path.join(fetching.cache_root(), name)))
   return out
 
 
@@ -194,20 +190,19 @@ def load(name, split, data_dir=None, image_size=None):
     looked.append(where if directory is None else f"{where} {directory}")
 
   where = f"{name} not found; looked in: {'; '.join(looked)}"
-  download = _download()
-  if download.enabled():
+  if fetching.enabled():
     try:
-      directory = download.fetch(name)
-    except download.DownloadError as e:  # Unreachable hosts; a wrong hash propagates.
+      directory = fetching.fetch(name)
+    except fetching.DownloadError as e:  # Unreachable hosts; a wrong hash propagates.
       where += f"; download failed ({e})"
     else:
       images, labels = _locate(name, directory)(split)
       check_counts(name, split, labels, directory)
       return _resize(images, image_size), labels
   else:
-    where += f"; download skipped (${download.SWITCH_ENV}=0)"
-  how = (f"To get it with network, run: {download.command(name)} (set "
-         f"{download.MIRROR_ENV} to a base URL serving {name}/<file> to use another host); "
+    where += f"; download skipped (${fetching.SWITCH_ENV}=0)"
+  how = (f"To get it with network, run: {fetching.command(name)} (set "
+         f"{fetching.MIRROR_ENV} to a base URL serving {name}/<file> to use another host); "
          f"offline: {_HOW_TO_GET[name]}")
   if not _tensorflow_available():
     raise DataError(f"{where}; tensorflow-datasets skipped: it and TensorFlow, which it "

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dsplit_jax import configs, data, metrics
+from dsplit_jax import validation
 from dsplit_jax.baselines import dsvdd
 
 
@@ -184,10 +185,10 @@ def test_mnist_bounds_option_takes_the_bounds_of_the_class_index():
     dsvdd.prepare("gcn", pool, idx, counts, test)
   config = configs.get_preset("test")
   config.dsvdd.preprocessing = "gcn_minmax_mnist"
-  configs.validate(config)
+  validation.validate(config)
   config.dsvdd.preprocessing = "gcn_minmax_fmnist"
   with pytest.raises(configs.ConfigError, match="dsvdd.preprocessing"):
-    configs.validate(config)
+    validation.validate(config)
 
 
 def test_mnist_bounds_table_is_the_gcn_of_the_mnist_digits():

@@ -6,6 +6,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from dsplit_jax import curves
 from dsplit_jax import data
 from dsplit_jax import records
 from experiments import render
@@ -175,7 +176,7 @@ def test_loss_curves_are_drawn_for_every_run_that_saved_them(tmp_path, capsys):
   run = tmp_path / "runs" / "mnist-dsplit-rho10-c0_1-s0-abc"
   run.mkdir(parents=True)
   steps = np.arange(50, dtype=np.float64)
-  records.append_curves(str(run / records.CURVES_FILE), "dsplit", 0,
+  curves.append_curves(str(run / curves.CURVES_FILE), "dsplit", 0,
                         {"closeness": np.stack([0.7 - steps / 100, 0.69 + 0 * steps]),
                          "dispersion": np.stack([0.7 - steps / 200, 0.69 + 0 * steps])},
                         ["c0s0", "c1s0"])
