@@ -116,3 +116,13 @@ def test_bad_calibration_is_refused(held, images):
 def test_too_few_images_left_to_fit():
   with pytest.raises(ValueError, match="got 3 .4 less 1 held out"):
     _detector().fit(np.zeros((4, 28, 28), np.uint8))
+
+
+def test_the_command_line_refuses_a_bad_threshold_before_any_work(tmp_path, capsys):
+  from dsplit_jax import cli
+  from dsplit_jax import configs
+  code = cli.run(configs.get_preset("test"), ["dsplit"], workdir=str(tmp_path / "w"),
+                 score_dir=str(tmp_path), threshold_holdout=0.7)
+  err = capsys.readouterr().err
+  assert code == 2 and err.count("\n") == 1 and "threshold_holdout" in err
+  assert not (tmp_path / "w").exists()
