@@ -10,12 +10,20 @@ baselines of Table 1) runs behind the same calls, so one word (`method=`) switch
 between them; each runs a single job of the benchmarks' pipeline.
 
 The detector follows PyOD's `BaseDetector` contract: `fit(X, y=None)` (y is ignored),
-`decision_scores_`, `threshold_` (the `100 * (1 - contamination)` percentile of the
-training scores), `labels_`, `decision_function`, `predict(X, return_confidence=...)`,
+`decision_scores_`, `threshold_`, `labels_`, `decision_function`, `predict(X, return_confidence=...)`,
 `predict_proba(X, method="linear" | "unify", return_confidence=...)`,
 `predict_confidence`, `predict_with_rejection`, `predict_rank`, `fit_predict`; and
 scikit-learn's: a `BaseEstimator` (`get_params`, `set_params`, `sklearn.base.clone`,
 a repr with the parameters), `NotFittedError` before `fit` or `load`.
+
+The threshold: `contamination` is the false-positive rate accepted on normal images.
+By default (`threshold_holdout=0.2`) a random fifth of the normal images is held out,
+the detector is fit on the rest, and `threshold_` is the `100 * (1 - contamination)`
+percentile of the held-out images' scores: out of sample, so new normal images land
+above it at about that rate. In-sample scores are lower than new ones (a network or an
+OCSVM fits its training images), so PyOD's in-sample percentile, `threshold_holdout=0`,
+flags more new normal images than `contamination` says. `calibrate(X_val, y_val)` sets
+the threshold from labelled images instead (a target false-positive rate or best F1).
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from dsplit_jax.baselines import dsvdd
 
 default_preset = configs.default_preset
 PROBABILITY_METHODS = ("linear", "unify")
+CALIBRATION_TARGETS = ("fpr", "f1")
 REJECTED = -2  # predict_with_rejection's label for a rejected image (PyOD's)
 
 
@@ -62,6 +71,31 @@ def threshold(train_scores, contamination: float) -> float:
   above which a `contamination` share of the training images lie."""
   return float(np.percentile(np.asarray(train_scores, np.float64),
                              100 * (1.0 - contamination)))
+
+
+def holdout_split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(indices to fit on, indices held out for the threshold) of n images: a random
+  `holdout` share (at least one image) held out, none when `holdout` is 0."""
+  if holdout == 0:
+    return np.arange(n), np.arange(0)
+  order = np.random.default_rng(seed).permutation(n)
+  k = max(1, int(round(n * holdout)))
+  return np.sort(order[k:]), np.sort(order[:k])
+
+
+def best_f1_threshold(scores, y) -> float:
+  """The score threshold (label 1 = score above it) with the best F1 of `y` (1 =
+  abnormal): anomalib's adaptive threshold, placed halfway between the scores on
+  either side of the cut so that `score > threshold` reproduces it."""
+  s, y = np.asarray(scores, np.float64), np.asarray(y).astype(bool)
+  order = np.argsort(-s, kind="stable")
+  s, y = s[order], y[order]
+  tp = np.cumsum(y)  # flagging the top i + 1 scores
+  f1 = 2 * tp / (np.arange(1, len(s) + 1) + y.sum())
+  # A cut can only fall between distinct scores: keep the last index of each run.
+  last = np.r_[s[1:] != s[:-1], True]
+  i = int(np.flatnonzero(last)[np.argmax(f1[last])])
+  return float((s[i] + s[i + 1]) / 2) if i + 1 < len(s) else float(np.nextafter(s[i], -np.inf))
 
 
 def abnormal_probability(scores, train_scores) -> np.ndarray:
@@ -338,22 +372,31 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
   preset: a preset of `dsplit_jax.configs` (the default one for this machine when
     None); `config`: a whole ConfigDict instead. Neither is changed: `fit` works on a
     copy, `config_`, with `method`, `rho` and `seed` set.
-  contamination: the share of the training images scored above `threshold_`, in
-    (0, 0.5]: PyOD's meaning, the false-positive rate accepted on the training images.
+  contamination: the false-positive rate accepted on normal images, in (0, 0.5]:
+    `threshold_` is the `100 * (1 - contamination)` percentile of the held-out scores.
+  threshold_holdout: the share of the normal images held out of the fit to place the
+    threshold, in [0, 0.5); 0 places it on the training scores (PyOD's rule). 0.2 (the
+    default) keeps four fifths for the fit and, with 500 images, 100 for a 5% cut.
   verbose: False silences the progress lines of `fit`.
 
-  Fitted attributes: `config_`, `image_shape_`, `decision_scores_` (the training
-  images' scores), `threshold_`, `labels_` (1 = training score above `threshold_`).
+  Fitted attributes: `config_`, `image_shape_`, `decision_scores_` (every image of
+  `X` scored by the fitted detector, the held-out ones included), `holdout_scores_`
+  (the held-out images' scores; the training scores when `threshold_holdout` is 0),
+  `threshold_`, `threshold_source_` ("holdout", "training", "calibrated fpr" or
+  "calibrated f1"), `labels_` (1 = `decision_scores_` above `threshold_`). Unlike
+  PyOD, with a holdout `labels_` flags about `contamination` of the held-out images
+  but fewer of the images the detector was fit on.
   """
 
   def __init__(self, preset: str | None = None, *, method: str = "dsplit", rho: float = 10.0,
-               seed: int = 0, contamination: float = 0.1,
+               seed: int = 0, contamination: float = 0.1, threshold_holdout: float = 0.2,
                config: ml_collections.ConfigDict | None = None, verbose: bool = True):
     self.preset = preset
     self.method = method
     self.rho = rho
     self.seed = seed
     self.contamination = contamination
+    self.threshold_holdout = threshold_holdout
     self.config = config
     self.verbose = verbose
     self._check_params()
@@ -378,8 +421,11 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
   def _check_params(self):
     methods.get(self.method)  # ValueError naming the choices
     if not 0 < self.contamination <= 0.5:
-      raise ValueError(f"contamination is the share of training images scored above the "
-                       f"threshold, in (0, 0.5]; got {self.contamination!r}")
+      raise ValueError(f"contamination is the false-positive rate accepted on normal "
+                       f"images, in (0, 0.5]; got {self.contamination!r}")
+    if not 0 <= self.threshold_holdout < 0.5:
+      raise ValueError(f"threshold_holdout is the share of normal images held out to place "
+                       f"the threshold, in [0, 0.5); got {self.threshold_holdout!r}")
 
   def _make_config(self) -> ml_collections.ConfigDict:
     """`config` (or `preset`) with this detector's method, rho and seed, as a copy."""
@@ -403,25 +449,73 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     del y
     self._check_params()
     x = as_images(X)
-    if len(x) < 4:
-      raise ValueError(f"need at least 4 normal images to split and pair, got {len(x)}")
+    fit_idx, held_idx = holdout_split(len(x), self.threshold_holdout, int(self.seed))
+    if len(fit_idx) < 4:
+      raise ValueError(f"need at least 4 normal images to split and pair, got "
+                       f"{len(fit_idx)} ({len(x)} less {len(held_idx)} held out for the "
+                       f"threshold)")
     config = self._make_config()
     validation.validate(config, check_dataset=False)
     progress = make_progress(progress, self.verbose if verbose is None else verbose)
     self._fitted = self._estimator = self._programs = None
     self.config_, self.image_shape_ = config, x.shape[1:]
-    self._fitted = _kind(config.method).fit(self, config, x, workdir, progress)
-    self._set_decision_scores(self.decision_function(x))
+    self._fitted = _kind(config.method).fit(self, config, x[fit_idx], workdir, progress)
+    scores = self.decision_function(x)
+    if len(held_idx):
+      progress.printer(f"[{config.method}] threshold placed on the {len(held_idx)} "
+                       f"held-out normal images")
+      self._set_decision_scores(scores, scores[held_idx], "holdout")
+    else:
+      self._set_decision_scores(scores, scores, "training")
     return self
 
-  def _set_decision_scores(self, scores):
-    """PyOD's `_process_decision_scores`: threshold_, labels_ and the mean and standard
-    deviation ("unify") of the training scores."""
+  def _set_decision_scores(self, scores, holdout_scores, source: str, threshold_=None):
+    """PyOD's `_process_decision_scores`, the threshold from `holdout_scores` (or
+    `threshold_` as given): threshold_, labels_ and the mean and standard deviation
+    ("unify") of the training scores."""
     self.decision_scores_ = np.asarray(scores)
-    self.threshold_ = threshold(self.decision_scores_, self.contamination)
+    self.holdout_scores_ = np.asarray(holdout_scores)
+    self.threshold_ = (threshold(self.holdout_scores_, self.contamination)
+                       if threshold_ is None else float(threshold_))
+    self.threshold_source_ = source
     self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
     self._mu = float(np.mean(self.decision_scores_))
     self._sigma = float(np.std(self.decision_scores_))
+
+  def calibrate(self, X, y, *, target: str = "fpr", fpr: float | None = None
+                ) -> "OneClassClassifier":
+    """Sets `threshold_` from labelled images `X` (y: 1 = abnormal, 0 = normal):
+
+    target="fpr": the `100 * (1 - fpr)` percentile of the normal images' scores, so
+      about `fpr` (default: `contamination`) of new normal images land above it;
+    target="f1": the threshold of the best F1 on `X` (anomalib's adaptive threshold;
+      needs both classes).
+    `labels_` follows the new threshold; `decision_scores_` stay the training scores.
+    """
+    self._check_fitted()
+    if target not in CALIBRATION_TARGETS:
+      raise ValueError(f"target must be one of {', '.join(CALIBRATION_TARGETS)}, got "
+                       f"{target!r}")
+    fpr = self.contamination if fpr is None else fpr
+    if not 0 < fpr < 1:
+      raise ValueError(f"fpr is the false-positive rate to accept, in (0, 1); got {fpr!r}")
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.isin(y, (0, 1)).all():
+      raise ValueError("y must be a 1-D array of 0 (normal) and 1 (abnormal)")
+    if len(y) != len(X):
+      raise ValueError(f"X has {len(X)} images but y has {len(y)} labels")
+    scores = self.decision_function(X)
+    if target == "fpr":
+      if not (y == 0).any():
+        raise ValueError('target="fpr" needs normal images (y == 0) in X')
+      t = threshold(scores[y == 0], fpr)
+    else:
+      if (y == 0).all() or (y == 1).all():
+        raise ValueError('target="f1" needs both normal (0) and abnormal (1) images')
+      t = best_f1_threshold(scores, y)
+    self._set_decision_scores(self.decision_scores_, self.holdout_scores_,
+                              f"calibrated {target}", threshold_=t)
+    return self
 
   def __sklearn_is_fitted__(self) -> bool:
     return self._fitted is not None
@@ -606,12 +700,15 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
                             "replace it")
     meta = {"config": json.loads(self.config_.to_json_best_effort()),
             "image_shape": list(self.image_shape_), "contamination": self.contamination,
-            "threshold": getattr(self, "threshold_", None)}
+            "threshold_holdout": self.threshold_holdout,
+            "threshold": getattr(self, "threshold_", None),
+            "threshold_source": getattr(self, "threshold_source_", None)}
     with workdir_lib.replacing(path, folder=True) as tmp:
       with open(os.path.join(tmp, "detector.json"), "w") as f:
         json.dump(meta, f, indent=2)
       if getattr(self, "decision_scores_", None) is not None:
         np.save(os.path.join(tmp, "decision_scores.npy"), self.decision_scores_)
+        np.save(os.path.join(tmp, "holdout_scores.npy"), self.holdout_scores_)
       with open(os.path.join(tmp, "params.msgpack"), "wb") as f:
         f.write(flax.serialization.to_bytes(self._fitted))
       kind = _kind(self.config_.method)
@@ -633,7 +730,8 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
       config = configs.from_saved(meta["config"])
       image_shape = (*map(int, meta["image_shape"]),)
       clf = cls(config=config, method=config.method, rho=config.rho, seed=config.seeds[0],
-                contamination=meta.get("contamination", 0.1))
+                contamination=meta.get("contamination", 0.1),
+                threshold_holdout=meta.get("threshold_holdout", 0.0))
       clf.config_ = clf._make_config()
       validation.validate(clf.config_, check_dataset=False)
       # Shapes only (from_bytes replaces every leaf): nothing to compile or run.
@@ -657,13 +755,14 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     if hasattr(kind, "load"):
       kind.load(clf, path)
     scores_path = os.path.join(path, "decision_scores.npy")
+    holdout_path = os.path.join(path, "holdout_scores.npy")
     if os.path.exists(scores_path):
-      try:
-        scores = np.load(scores_path)  # allow_pickle=False: nothing is unpickled
-      except Exception as e:  # an object array, a torn or foreign file
-        raise ValueError(f"{scores_path}: cannot be read ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())[:200]})") from None
-      clf._set_decision_scores(scores)
+      scores = _load_scores(scores_path)
+      # Detectors saved before holdouts placed the threshold on the training scores.
+      held = _load_scores(holdout_path) if os.path.exists(holdout_path) else scores
+      source = meta.get("threshold_source") or "training"
+      given = meta.get("threshold") if source.startswith("calibrated") else None
+      clf._set_decision_scores(scores, held, source, threshold_=given)
       if meta.get("threshold") is not None and not np.isclose(clf.threshold_,
                                                               meta["threshold"]):
         raise ValueError(f"{scores_path}: its scores give the threshold {clf.threshold_:.6g}, "
@@ -671,6 +770,14 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     else:  # Detectors saved before thresholds have none.
       clf.threshold_ = None
     return clf
+
+
+def _load_scores(path: str) -> np.ndarray:
+  try:
+    return np.load(path)  # allow_pickle=False: nothing is unpickled
+  except Exception as e:  # an object array, a torn or foreign file
+    raise ValueError(f"{path}: cannot be read ({type(e).__name__}: "
+                     f"{' '.join(str(e).split())[:200]})") from None
 
 
 def _template(config, image_shape):

@@ -96,18 +96,24 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
 
 
 def run(config, methods, *, workdir: str, score_dir=None, scores_csv=None,
-        quiet: bool = False) -> int:
+        quiet: bool = False, contamination: float = 0.1,
+        threshold_holdout: float = 0.2) -> int:
   """Runs every method, holding the work dir's lock; returns the process exit code.
-  `quiet` drops the training progress lines."""
+  `quiet` drops the training progress lines; `contamination` and `threshold_holdout`
+  place the threshold of a `score_dir` fit (`api.OneClassClassifier`)."""
   progress = loop.Progress(printer=(lambda line: None) if quiet else None)
   try:
+    threshold = dict(contamination=contamination, threshold_holdout=threshold_holdout)
+    if score_dir:  # range-checked before any work starts
+      api.OneClassClassifier(config=config, method=config.method, **threshold)
     workdir_lib.check_writable(workdir, "--workdir")
     if score_dir:
       out = scores_csv or os.path.join(workdir, "scores.csv")
       workdir_lib.check_writable(os.path.dirname(os.path.abspath(out)), "--scores_csv folder")
     with workdir_lib.lock(workdir):
       if score_dir:
-        return _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress)
+        return _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress,
+                                     threshold)
       for m in methods:
         config.method = m
         recs = runner.run(config, workdir, progress=progress)
@@ -121,7 +127,8 @@ def run(config, methods, *, workdir: str, score_dir=None, scores_csv=None,
     return 2
 
 
-def _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress) -> int:
+def _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress,
+                          threshold) -> int:
   """Fits a detector on the normal class and writes a CSV of (file, score, label) for
   score_dir; the images are checked before training, scored in chunks after it."""
   if len(config.normal_classes) != 1 or len(config.seeds) != 1:
@@ -131,7 +138,7 @@ def _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress) -> i
   normal = images[labels == config.normal_classes[0]]
   scoring.check_folder(score_dir)
   clf = api.OneClassClassifier(config=config, method=config.method, rho=config.rho,
-                               seed=config.seeds[0])
+                               seed=config.seeds[0], **threshold)
   clf.fit(normal, workdir=workdir, progress=progress)
   clf.save(os.path.join(workdir, "detector"), overwrite=True)  # this command's own output
   out = scores_csv or os.path.join(workdir, "scores.csv")

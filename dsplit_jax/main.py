@@ -48,6 +48,12 @@ _SCORES_CSV = flags.DEFINE_string("scores_csv", None, "CSV of file name, score a
                                   "(1 = abnormal); default <workdir>/scores.csv.")
 _DETECTOR = flags.DEFINE_string("detector", None, "A saved detector's folder (a fit writes "
                                 "<workdir>/detector): score --score_dir with it, no training.")
+_CONTAMINATION = flags.DEFINE_float("contamination", 0.1, "With --score_dir: the "
+                                    "false-positive rate accepted on normal images, in "
+                                    "(0, 0.5]; sets the label column's threshold.")
+_THRESHOLD_HOLDOUT = flags.DEFINE_float("threshold_holdout", 0.2, "With --score_dir: the "
+                                        "share of normal images held out of the fit to "
+                                        "place the threshold, in [0, 0.5); 0 = in sample.")
 _OVERRIDE = flags.DEFINE_multi_string("set", [], "Config override, e.g. --set=train.steps=200 "
                                        "(= --config.train.steps=200; --print_config lists "
                                        "every field).")
@@ -101,7 +107,9 @@ def main(argv):
     sys.exit(0)
   try:
     code = cli.run(config, methods, workdir=_WORKDIR.value, score_dir=_SCORE_DIR.value,
-                   scores_csv=_SCORES_CSV.value, quiet=_QUIET.value)
+                   scores_csv=_SCORES_CSV.value, quiet=_QUIET.value,
+                   contamination=_CONTAMINATION.value,
+                   threshold_holdout=_THRESHOLD_HOLDOUT.value)
   except KeyboardInterrupt as e:  # loop.Interrupted says where; checkpoints are written.
     print(str(e) or "interrupted; run the same command to resume", file=sys.stderr)
     sys.exit(130)
@@ -138,7 +146,8 @@ def _quiet_orbax_failures():
 
 # Flags that choose what to train; with --detector nothing is trained.
 _TRAINING_FLAGS = ("config", "preset", "dataset", "normal_class", "method", "rho", "seed",
-                   "num_seeds", "data_dir", "set", "print_config", "describe")
+                   "num_seeds", "data_dir", "set", "print_config", "describe",
+                   "contamination", "threshold_holdout")
 
 
 def _score_with_saved_detector():

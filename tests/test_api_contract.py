@@ -2,7 +2,9 @@
 
 Fast: the classical OCSVM (deterministic, fit in milliseconds) on tiny arrays of dark
 normal images and bright abnormal ones. What is tested here is computed by the API
-from the scores, the same for every method.
+from the scores, the same for every method. PyOD places the threshold on the training
+scores, so these detectors do too (`threshold_holdout=0`); the held-out threshold,
+the default, is tested in test_api_thresholds.py.
 """
 
 import numpy as np
@@ -36,6 +38,7 @@ def images():
 
 def _detector(**kw):
   kw.setdefault("contamination", CONTAMINATION)
+  kw.setdefault("threshold_holdout", 0.0)
   return dsplit_jax.OneClassClassifier("test", method="ocsvm", verbose=False, **kw)
 
 
@@ -186,7 +189,8 @@ def test_fit_predict_and_fit_predict_score(images):
 def test_get_set_params_and_clone(clf, images):
   params = clf.get_params()
   assert params == dict(preset="test", method="ocsvm", rho=10.0, seed=0,
-                        contamination=CONTAMINATION, config=None, verbose=False)
+                        contamination=CONTAMINATION, threshold_holdout=0.0, config=None,
+                        verbose=False)
   copy = sklearn.base.clone(clf)
   assert copy.get_params() == params and copy is not clf
   with pytest.raises(NotFittedError):
@@ -212,7 +216,8 @@ def test_a_config_is_not_changed_and_clones(images):
 
 def test_repr_shows_the_parameters_that_differ_from_the_defaults(images):
   assert repr(_detector(contamination=0.2)) == (
-      "OneClassClassifier(contamination=0.2, method='ocsvm', preset='test', verbose=False)")
+      "OneClassClassifier(contamination=0.2, method='ocsvm', preset='test', "
+      "threshold_holdout=0.0, verbose=False)")
   assert repr(dsplit_jax.OneClassClassifier(config=configs.get_preset("test"))) == (
       "OneClassClassifier(config=<ConfigDict of preset 'test'>)")
 
@@ -234,11 +239,16 @@ def test_verbose_and_progress(images, capsys):
   _detector().fit(images[0])
   assert capsys.readouterr().out == ""
   dsplit_jax.OneClassClassifier("test", method="ocsvm").fit(images[0])
-  assert capsys.readouterr().out == f"[ocsvm] fit on {N_TRAIN} images\n"
+  # The default holds a fifth out of the fit to place the threshold.
+  held = N_TRAIN - N_TRAIN * 4 // 5
+  assert capsys.readouterr().out == (
+      f"[ocsvm] fit on {N_TRAIN * 4 // 5} images\n"
+      f"[ocsvm] threshold placed on the {held} held-out normal images\n")
   _detector().fit(images[0], verbose=True)
   assert capsys.readouterr().out.startswith("[ocsvm]")
   lines = []
-  dsplit_jax.OneClassClassifier("test", method="ocsvm").fit(images[0], progress=lines.append)
+  dsplit_jax.OneClassClassifier("test", method="ocsvm", threshold_holdout=0.0).fit(
+      images[0], progress=lines.append)
   assert lines == [f"[ocsvm] fit on {N_TRAIN} images"] and capsys.readouterr().out == ""
   with pytest.raises(TypeError, match="progress must be"):
     _detector().fit(images[0], progress=3, verbose=True)

@@ -52,7 +52,9 @@ def test_classical_preprocessing_is_kept_for_new_images(preprocessing_, images, 
   from dsplit_jax.baselines import classical
   config = configs.get_preset("test")
   config.classical.preprocessing = preprocessing_
-  clf = dsplit_jax.OneClassClassifier(config=config, method="ocsvm", verbose=False)
+  # Every image fits the model (no held-out fifth), as in the benchmarks' path.
+  clf = dsplit_jax.OneClassClassifier(config=config, method="ocsvm", verbose=False,
+                                      threshold_holdout=0.0)
   clf.fit(images[0])
   train, test = (data.preprocessing.unit_interval(x) for x in images)
   if preprocessing_ == "gcn_minmax":
@@ -112,7 +114,8 @@ def test_folder_cli_fits_a_classical_method_quietly_and_scores_with_it(images, t
          "--set=image_size=28", *extra], capture_output=True, text=True, timeout=300)
   loud, quiet = fit(), fit("--quiet")
   assert loud.returncode == 0 and quiet.returncode == 0, quiet.stderr[-2000:]
-  assert "[iforest] fit on 40 images" in loud.stdout
+  assert "[iforest] fit on 32 images" in loud.stdout  # a fifth held out for the threshold
+  assert "threshold placed on the 8 held-out" in loud.stdout
   assert "[iforest]" not in quiet.stdout and "5 scores" in quiet.stdout
   fitted = list(csv.DictReader(open(tmp_path / "s.csv")))
   out = subprocess.run(
