@@ -124,11 +124,14 @@ def compiled_chunk(body, in_axes, steps: int, mode: str, mapping: str = "vmap"):
   one compiled call per step, the batch still drawn on the device from the step number;
   the fast path for lax.conv on XLA:CPU, whose gradients run about 10x slower inside a
   while loop (BUILD_NOTES.md, "Performance").
+  Both modes donate the state (one copy of it on the device, not two): `loop.run_phase`
+  never reads a state after passing it on, and orbax copies a saved state to the host
+  before `save` returns (BUILD_NOTES.md, "Performance").
   """
   if mode == "scan":
     def run(state, start, *args):
       return train.run_steps(lambda s, t: body(s, t, *args), state, start, steps)
-    return over_jobs(run, (0, None) + in_axes, mapping=mapping)
+    return over_jobs(run, (0, None) + in_axes, donate=True, mapping=mapping)
   if mode != "host":
     raise ValueError(f"loop mode must be scan or host, got {mode!r}")
   step_fn = over_jobs(body, (0, None) + in_axes, donate=True, mapping=mapping)

@@ -44,7 +44,8 @@ def mnist_dir(datasets_dir):
 # left one-test files of minutes to the end, one worker busy and the other idle).
 _LONGEST_FIRST = (
     "tests/test_cifar_end_to_end.py", "tests/test_train.py", "tests/test_pinned_results.py",
-    "tests/test_one_job_one_result.py", "tests/test_api_methods.py", "tests/test_api.py",
+    "tests/test_one_job_one_result.py", "tests/experiments/test_accelerator.py",
+    "tests/test_api_methods.py", "tests/test_api.py",
     "tests/baselines/test_dsvdd.py",
     "tests/test_sharding.py", "tests/test_models.py", "tests/experiments/test_plan.py",
     "tests/test_layers.py", "tests/test_robustness.py", "tests/test_scoring.py",
