@@ -245,9 +245,10 @@ def split_warning(config, ratio: float, recon_mse: float, mean_mse: float,
     return (f"[{config.method}] the {what} is noise: the autoencoder never beat the mean "
             f"image and its output is close to a flat one (MSE {recon_mse:.3g}; mean image "
             f"{mean_mse:.3g}, flat {flat_mse:.3g}); {instead}")
+  why = (f", which on these aligned images is a strong reconstruction ({share:.0%} of a "
+         f"flat image's MSE)" if share < 0.25 else "")
   return (f"[{config.method}] the {what} is unreliable: the autoencoder never beat the "
-          f"mean image (MSE ratio {ratio:.3g}), which on these aligned images is a strong "
-          f"reconstruction ({share:.0%} of a flat image's MSE); {instead}")
+          f"mean image (MSE ratio {ratio:.3g}){why}; {instead}")
 
 
 # --------------------------------------------- what each kind of method stores

@@ -5,8 +5,6 @@ in one line why its split is unreliable and what to use instead."""
 
 import numpy as np
 import pytest
-import skimage.data
-import skimage.transform
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
@@ -14,22 +12,7 @@ import dsplit_jax
 from dsplit_jax import api
 from dsplit_jax import configs
 from dsplit_jax import data
-
-
-def photo_crops(name, n, size, rng, at=(0, 120), window=256, jitter=3):
-  """`n` crops of one sample photograph at the same place, shifted by up to `jitter`
-  pixels, with a brightness change of up to 10 % and faint noise: an aligned object."""
-  photo = getattr(skimage.data, name)()
-  photo = photo[..., None] if photo.ndim == 2 else photo
-  out = []
-  for _ in range(n):
-    dy, dx = rng.integers(-jitter, jitter + 1, 2)
-    y, x = at[0] + jitter + dy, at[1] + jitter + dx
-    crop = skimage.transform.resize(photo[y:y + window, x:x + window] / 255.0,
-                                    (size, size), anti_aliasing=True)
-    crop = crop * rng.uniform(0.9, 1.1) + rng.normal(0, 0.01, crop.shape)
-    out.append(np.clip(crop * 255, 0, 255).astype(np.uint8))
-  return np.stack(out)
+from experiments.aligned_photos import OTHERS, photo_crops
 
 
 def write_folder(folder, images):
@@ -48,7 +31,7 @@ def folders(tmp_path_factory):
   test_good = write_folder(root / "test_good", photo_crops("astronaut", 12, 64, rng))
   bad = write_folder(root / "bad", np.concatenate([
       photo_crops(name, 3, 64, rng, at=(20, 20))
-      for name in ("coffee", "chelsea", "rocket", "immunohistochemistry")]))
+      for name in OTHERS]))
   return good, test_good, bad
 
 
@@ -85,6 +68,8 @@ def test_split_warning_tells_noise_from_a_coarse_reconstruction():
   assert noise.startswith("[dsplit] the split is noise") and "method='iforest'" in noise
   coarse = api.split_warning(config, 3.0, 0.03, 0.01, 0.1)
   assert coarse.startswith("[dsplit] the split is unreliable") and "10% of a flat" in coarse
+  varied = api.split_warning(config, 1.5, 0.3, 0.2, 0.5)  # the mean image is weak here
+  assert "unreliable" in varied and "aligned" not in varied
   config.method = "ssim"
   assert api.split_warning(config, 3.0, 0.03, 0.01, 0.1).startswith(
       "[ssim] the SSIM score is unreliable")
