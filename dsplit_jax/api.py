@@ -210,6 +210,47 @@ def make_progress(progress=None, verbose: bool = True) -> loop.Progress:
   return loop.Progress(printer=progress)
 
 
+def reconstruction_errors(config, ae_params, x) -> tuple[float, float, float]:
+  """Mean squared errors on `x` of the autoencoder's reconstruction, of the mean image
+  and of a flat image at each channel's mean pixel."""
+  model = train.make_autoencoder(config, x.shape[1:])
+  apply = jax.jit(lambda batch: model.apply(ae_params, batch))
+  size = config.eval_batch_size
+  recon = np.concatenate([np.asarray(apply(x[i:i + size])) for i in range(0, len(x), size)])
+  mean_image = x.mean(axis=0, keepdims=True)
+  flat = x.mean(axis=(0, 1, 2), keepdims=True)
+  return tuple(float(np.mean(np.square(x - ref))) for ref in (recon, mean_image, flat))
+
+
+def split_warning(config, ratio: float, recon_mse: float, mean_mse: float,
+                  flat_mse: float) -> str | None:
+  """One line saying why the split of a splitting method is unreliable and what to use
+  instead, or None when the autoencoder beat the mean image (`ae.plateau_ratio`).
+
+  The mean image is the reference of the plateau test, but it is only a weak
+  reconstruction on varied images: on aligned objects it is a strong one (its MSE a
+  small share of a flat image's), and an autoencoder that has learnt the object can
+  still fall short of it. A flat image tells the two apart: an error nearer a flat
+  image's than the mean image's means an output unrelated to the input (noise), one
+  nearer the mean image's a coarse reconstruction whose SSIM ranking is unreliable.
+  """
+  if ratio <= config.ae.plateau_ratio:
+    return None
+  instead = "use method='iforest' or 'ocsvm', or compare to pick one"
+  what = "split" if methods.get(config.method).labels_from_split else "SSIM score"
+  share = mean_mse / max(flat_mse, 1e-12)
+  # Where the reconstruction lies between the mean image (0) and a flat image (1).
+  towards_flat = (recon_mse - mean_mse) / max(flat_mse - mean_mse, 1e-12)
+  if towards_flat >= 0.5:
+    return (f"[{config.method}] the {what} is noise: the autoencoder never beat the mean "
+            f"image and its output is close to a flat one (MSE {recon_mse:.3g}; mean image "
+            f"{mean_mse:.3g}, flat {flat_mse:.3g}); {instead}")
+  why = (f", which on these aligned images is a strong reconstruction ({share:.0%} of a "
+         f"flat image's MSE)" if share < 0.25 else "")
+  return (f"[{config.method}] the {what} is unreliable: the autoencoder never beat the "
+          f"mean image (MSE ratio {ratio:.3g}){why}; {instead}")
+
+
 # --------------------------------------------- what each kind of method stores
 #
 # `methods.get(name).scorer` says how a method scores, and so what a fitted detector
@@ -231,6 +272,14 @@ class _Networks:
     clf._programs = pipeline.make_programs(config, x.shape[1:])
     fitted = runner.fit(clf._programs, config.method, jobs, workdir=workdir,
                         run_dir=run_dir, progress=progress)
+    if "plateau_ratio" in fitted:
+      clf.plateau_ratio_ = float(np.asarray(fitted["plateau_ratio"])[0])
+      clf.split_warning_ = split_warning(
+          config, clf.plateau_ratio_,
+          *reconstruction_errors(config, jax.tree.map(lambda a: a[0], fitted["ae_params"]),
+                                 x[:config.ae.plateau_images]))
+      if clf.split_warning_:
+        progress.printer(clf.split_warning_)
     key = methods.get(config.method).fitted_params
     return {key: fitted[key]}
 
@@ -377,7 +426,8 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
   threshold_holdout: the share of the normal images held out of the fit to place the
     threshold, in [0, 0.5); 0 places it on the training scores (PyOD's rule). 0.2 (the
     default) keeps four fifths for the fit and, with 500 images, 100 for a 5% cut.
-  verbose: False silences the progress lines of `fit`.
+  verbose: False silences the progress lines of `fit` (a `compiling` line, then a bar
+  with steps/s and ETA per chunk of each training phase).
 
   Fitted attributes: `config_`, `image_shape_`, `decision_scores_` (every image of
   `X` scored by the fitted detector, the held-out ones included), `holdout_scores_`
@@ -385,7 +435,10 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
   `threshold_`, `threshold_source_` ("holdout", "training", "calibrated fpr" or
   "calibrated f1"), `labels_` (1 = `decision_scores_` above `threshold_`). Unlike
   PyOD, with a holdout `labels_` flags about `contamination` of the held-out images
-  but fewer of the images the detector was fit on.
+  but fewer of the images the detector was fit on. The splitting methods (dsplit,
+  nnwds, ssim) also set `plateau_ratio_` (the autoencoder's reconstruction MSE over the
+  mean image's) and `split_warning_`: None, or the line `fit` printed to say why the
+  split is unreliable and which method to use instead (`split_warning`).
   """
 
   def __init__(self, preset: str | None = None, *, method: str = "dsplit", rho: float = 10.0,
@@ -434,6 +487,8 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     config = source.copy_and_resolve_references()  # the caller's config stays as it was
     config.update(method=self.method, rho=float(self.rho), seeds=(int(self.seed),),
                   dataset="folder", normal_classes=(0,))
+    if self.config is None:
+      config = configs.for_folder(config)
     return config
 
   # ------------------------------------------------------------------- fit, score
@@ -443,7 +498,8 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     """Trains on normal images `X` only; `y` is ignored (PyOD's signature).
 
     workdir: makes the training of the network methods resumable.
-    progress: a `loop.Progress`, or a callable taking one line of text.
+    progress: a `loop.Progress`, or any callable taking one line of text (e.g.
+      `lines.append`, `logging.info`); the default prints to stdout.
     verbose: overrides the detector's `verbose` for this call.
     """
     del y
@@ -458,6 +514,7 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     validation.validate(config, check_dataset=False)
     progress = make_progress(progress, self.verbose if verbose is None else verbose)
     self._fitted = self._estimator = self._programs = None
+    self.split_warning_ = self.plateau_ratio_ = None
     self.config_, self.image_shape_ = config, x.shape[1:]
     self._fitted = _kind(config.method).fit(self, config, x[fit_idx], workdir, progress)
     scores = self.decision_function(x)

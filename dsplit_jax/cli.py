@@ -80,6 +80,8 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
   owned = dict(OWNED, **({} if rho is None else {"rho": "--rho"}),
                **({"preset": "--preset"} if preset_chosen else {}))
   flagged = {key: config[key] for key in owned}
+  if preset_chosen and dataset == "folder":  # before --set, which still wins
+    config = configs.for_folder(config)
   config = configs.override(config, overrides)
   given = [(f"--config.{k}={validation.show(v)}", k, v) for k, v in from_file.items()] + [
       (f"--set={item}", item.split("=", 1)[0], config[item.split("=", 1)[0]])

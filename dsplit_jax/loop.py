@@ -30,11 +30,37 @@ class Interrupted(KeyboardInterrupt):
   """Ctrl-C during a phase, raised once its checkpoints are written; says where."""
 
 
-class Progress:
-  """Prints phase, step, losses, steps/s and ETA; also keeps them for tests.
+BAR_WIDTH = 20
 
-  A phase's first chunk includes its compilation (seconds to minutes), so its time is
-  printed on its own and the rate and ETA are measured from the end of that chunk.
+
+def bar(step: int, total: int, width: int = BAR_WIDTH) -> str:
+  """A text progress bar, `[#####...............]`: one line per chunk keeps logs and
+  notebooks readable where a redrawn bar would not be."""
+  filled = int(width * min(max(step / total, 0.0), 1.0)) if total > 0 else width
+  return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def duration(seconds: float) -> str:
+  """`42s`, `3m05s`, `1h02m`; `?` when unknown."""
+  if seconds != seconds or seconds < 0:
+    return "?"
+  s = int(round(seconds))
+  if s < 60:
+    return f"{s}s"
+  if s < 3600:
+    return f"{s // 60}m{s % 60:02d}s"
+  return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class Progress:
+  """Prints phase, a bar, step, losses, steps/s and ETA; also keeps them for tests.
+
+  A phase's first chunk includes its compilation (seconds to minutes): a `compiling`
+  line comes before it, its time is printed on its own, and the rate and ETA are
+  measured from the end of that chunk. `printer` takes one line of text (`print` by
+  default; `lambda line: None` is silent). clu's `periodic_actions.ReportProgress`
+  reports to absl logging and work-unit notes, not to a caller's stream, so the bar
+  is drawn here.
   """
 
   def __init__(self, printer: Callable[[str], None] | None = None,
@@ -51,23 +77,24 @@ class Progress:
     t0, s0 = self._start.setdefault(phase, (now, step))
     self.history.append(dict(phase=phase, step=step, total=total, **metrics))
     losses = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+    head = f"[{phase}] {bar(step, total)} {step}/{total} {losses}"
     if phase not in self._compiled:
       self._compiled.add(phase)
       self._start[phase] = (now, step)
       self.first_chunk_s[phase] = now - t0
-      self.printer(f"[{phase}] step {step}/{total} {losses} "
-                   f"(first chunk {now - t0:.1f}s, compilation included)")
+      self.printer(f"{head} (first chunk {now - t0:.1f}s, compilation included)")
       return
     rate = (step - s0) / (now - t0) if now > t0 and step > s0 else float("nan")
     eta = (total - step) / rate if rate == rate and rate > 0 else float("nan")
-    eta_txt = "?" if eta != eta else f"{eta:.0f}s"
-    self.printer(f"[{phase}] step {step}/{total} {losses} "
-                 f"({rate:.2f} steps/s, ETA {eta_txt})")
+    self.printer(f"{head} ({rate:.2f} steps/s, ETA {duration(eta)})")
 
-  def restart_clock(self, phase: str, step: int):
-    """Called before a phase's first chunk (a fresh start or a resume)."""
+  def restart_clock(self, phase: str, step: int, total: int | None = None):
+    """Called before a phase's first chunk (a fresh start or a resume); says that the
+    chunk compiles first, the step where the wait is longest."""
     self._start[phase] = (self._clock(), step)
     self._compiled.discard(phase)
+    if total is not None and step < total:
+      self.printer(f"[{phase}] compiling ... ({total - step} steps to run after it)")
 
 
 def _manager(ckpt_dir: str) -> ocp.CheckpointManager:
@@ -174,7 +201,7 @@ def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progre
     _say(progress, f"[{name}] resumed at step {step}/{total_steps}" if step else
          f"[{name}] no checkpoint could be restored; starting the phase afresh")
   if progress is not None:
-    progress.restart_clock(name, step)
+    progress.restart_clock(name, step, total_steps)
   if evaluate is not None and step == 0:
     evaluate(0, state)
   while step < total_steps:

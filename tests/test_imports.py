@@ -105,3 +105,27 @@ def test_the_walk_finds_a_deferred_import(tmp_path):
   path.write_text("import os\n\ndef f():\n  from dsplit_jax import configs\n"
                   "  import dsplit_jax.data\n  from . import x\n")
   assert [line for line, _ in _own_imports_not_at_top(str(path))] == [4, 5, 6]
+
+
+def test_the_package_imports_and_fits_without_tensorflow_datasets():
+  """tensorflow-datasets (and TensorFlow) are the optional [tfds] extra: with both
+  blocked, every module imports and a detector fits and scores."""
+  code = """
+import importlib, sys
+class Block:
+  def find_spec(self, name, path=None, target=None):
+    if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
+      raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+for m in sys.argv[1:]:
+  importlib.import_module(m)
+import numpy as np, dsplit_jax
+x = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 1), dtype=np.uint8)
+clf = dsplit_jax.OneClassClassifier("test", method="iforest", verbose=False).fit(x)
+assert clf.score(x).shape == (20,)
+bad = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_datasets")]
+assert not bad, bad
+"""
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  subprocess.run([sys.executable, "-c", code, *_modules()], check=True, timeout=300,
+                 cwd=ROOT, env=env)

@@ -56,10 +56,31 @@ def test_rate_and_eta_leave_out_the_first_chunk_which_compiles():
   loop.run_phase("x", {}, lambda s, t: (s, {"loss": np.array([[1.0]])}),
                  total_steps=30, chunk_steps=10, ckpt_dir=None, progress=progress)
   assert progress.first_chunk_s == {"x": 30.0}
-  assert lines[0] == "[x] step 10/30 loss=1 (first chunk 30.0s, compilation included)"
+  # The wait for compilation is named before it starts, then a bar per chunk.
+  assert lines[0] == "[x] compiling ... (30 steps to run after it)"
+  assert lines[1] == ("[x] [######..............] 10/30 loss=1 "
+                      "(first chunk 30.0s, compilation included)")
   # 10 steps in 2 s after compilation: 5 steps/s (with it, 30 steps in 34 s: 0.88).
-  assert lines[1] == "[x] step 20/30 loss=1 (5.00 steps/s, ETA 2s)"
-  assert lines[2] == "[x] step 30/30 loss=1 (5.00 steps/s, ETA 0s)"
+  assert lines[2] == "[x] [#############.......] 20/30 loss=1 (5.00 steps/s, ETA 2s)"
+  assert lines[3] == "[x] [####################] 30/30 loss=1 (5.00 steps/s, ETA 0s)"
+
+
+def test_bar_and_duration():
+  assert loop.bar(0, 8, width=4) == "[....]" and loop.bar(8, 8, width=4) == "[####]"
+  assert loop.bar(9, 8, width=4) == "[####]" and loop.bar(3, 8, width=4) == "[#...]"
+  assert [loop.duration(s) for s in (4.4, 185, 3725, float("nan"), -1)] == [
+      "4s", "3m05s", "1h02m", "?", "?"]
+
+
+def test_a_fit_without_output_and_with_a_plain_callable():
+  lines = []
+  loop.run_phase("y", {}, lambda s, t: (s, {"loss": np.array([[1.0]])}), total_steps=2,
+                 chunk_steps=1, ckpt_dir=None, progress=loop.Progress(printer=lines.append))
+  assert len(lines) == 3 and lines[0].startswith("[y] compiling")
+  silent = loop.Progress(printer=lambda line: None)
+  loop.run_phase("y", {}, lambda s, t: (s, {"loss": np.array([[1.0]])}), total_steps=2,
+                 chunk_steps=1, ckpt_dir=None, progress=silent)
+  assert [h["step"] for h in silent.history] == [1, 2]
 
 
 def test_loss_curves_also_go_through_a_clu_metric_writer(tmp_path, caplog):
