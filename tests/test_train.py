@@ -304,10 +304,10 @@ def test_pair_losses_average_over_exactly_the_chosen_pairs(pairs):
   chosen = list(zip(*train.pair_indices(6, pairs)))
   softplus = lambda v: float(jax.nn.softplus(v))
   kw = dict(model=model, tx=tx, weight_decay=0.0, pairs=pairs)
-  _, m = train.closeness_step(state, x, **kw)
+  _, m = train.pair_step(state, x, name="closeness", target=0.0, **kw)
   np.testing.assert_allclose(m["closeness"], np.mean([softplus(logits[p]) for p in chosen]),
                              rtol=1e-5)
-  _, m = train.dispersion_step(state, x, **kw)
+  _, m = train.pair_step(state, x, name="dispersion", target=1.0, **kw)
   np.testing.assert_allclose(m["dispersion"], np.mean([softplus(-logits[p]) for p in chosen]),
                              rtol=1e-5)
 
@@ -508,3 +508,9 @@ def test_balanced_nnwds_makes_the_intra_class_updates_only():
   assert _count(state.opt_states["pairs"]) == 0
   np.testing.assert_array_equal(first.params["params"]["distance"]["dense"]["kernel"],
                                 state.params["params"]["distance"]["dense"]["kernel"])
+
+
+def test_every_loss_a_method_names_is_in_the_losses_table():
+  for spec in methods.METHODS.values():
+    assert set(spec.losses) <= set(train.LOSSES), spec.name
+  assert [train.LOSSES[n].target for n in ("closeness", "dispersion")] == [0.0, 1.0]
