@@ -69,30 +69,55 @@ def fit(programs: pipeline.Programs, method: str, jobs: data.Jobs, *,
   return fitted
 
 
+def _classifier_scores(programs, fitted, images):
+  return pipeline.classifier_scores(programs, fitted["params"], images)
+
+
+def _ssim_scores(programs, fitted, images):
+  num_jobs = len(jax.tree.leaves(fitted["ae_params"])[0])
+  idx = np.tile(np.arange(len(images), dtype=np.int32), (num_jobs, 1))
+  return -pipeline.ssim_of(programs, fitted["ae_params"], images, idx)
+
+
+# Anomaly scores of `fit`'s networks, by `methods.Scorer.name` (those with fitted_params).
+SCORES = {"classifier": _classifier_scores, "ssim": _ssim_scores}
+
+
 def score(programs: pipeline.Programs, method: str, fitted: dict,
           images: np.ndarray) -> np.ndarray:
   """Anomaly scores [J, M] of `fit`'s networks, higher = more abnormal."""
   scorer = methods.get(method).scorer
-  if scorer == "classifier":
-    return pipeline.classifier_scores(programs, fitted["params"], images)
-  if scorer == "ssim":
-    num_jobs = len(jax.tree.leaves(fitted["ae_params"])[0])
-    idx = np.tile(np.arange(len(images), dtype=np.int32), (num_jobs, 1))
-    return -pipeline.ssim_of(programs, fitted["ae_params"], images, idx)
-  raise ValueError(f"{method} has no fitted scorer")
+  if scorer not in SCORES:
+    raise ValueError(f"{method} has no fitted scorer")
+  return SCORES[scorer](programs, fitted, images)
 
 
-def fit_and_score(config, jobs: data.Jobs, *, workdir, run_dir, progress) -> tuple[dict, np.ndarray]:
-  """(fitted, test scores [J, M]) of `config.method` on every job."""
-  scorer = methods.get(config.method).scorer
-  if scorer == "classical":
-    return {}, _classical_scores(config, jobs, progress)
-  if scorer == "dsvdd":
-    return {}, dsvdd.run(config, jobs, progress=progress)
+def _fit_networks_and_score(config, jobs, *, workdir, run_dir, progress):
   programs = pipeline.make_programs(config, jobs.pool.shape[1:])  # this run's, held here
   fitted = fit(programs, config.method, jobs, workdir=workdir, run_dir=run_dir,
                progress=progress)
   return fitted, score(programs, config.method, fitted, jobs.test_images)
+
+
+def _classical_run(config, jobs, *, workdir, run_dir, progress):
+  del workdir, run_dir  # fitted and scored in one go; nothing cached
+  return {}, _classical_scores(config, jobs, progress)
+
+
+def _dsvdd_run(config, jobs, *, workdir, run_dir, progress):
+  del workdir, run_dir  # Deep SVDD trains in one go; nothing cached
+  return {}, dsvdd.run(config, jobs, progress=progress)
+
+
+# How a run fits and scores, by `methods.Scorer.name`: (fitted, test scores [J, M]).
+RUNS = {"classifier": _fit_networks_and_score, "ssim": _fit_networks_and_score,
+        "dsvdd": _dsvdd_run, "classical": _classical_run}
+
+
+def fit_and_score(config, jobs: data.Jobs, *, workdir, run_dir, progress) -> tuple[dict, np.ndarray]:
+  """(fitted, test scores [J, M]) of `config.method` on every job."""
+  return RUNS[methods.get(config.method).scorer](config, jobs, workdir=workdir,
+                                                 run_dir=run_dir, progress=progress)
 
 
 def _classical_scores(config, jobs: data.Jobs, progress) -> np.ndarray:
