@@ -13,12 +13,12 @@ import dataclasses
 @dataclasses.dataclass(frozen=True)
 class Scorer:
   """How a method scores images; every place that differs by scorer reads this table
-  or keys its own table of functions by `name` (fitting.RUNS, api._KINDS).
+  or keys its own table of functions by `name` (runner.RUNS, api._KINDS).
 
   name: the key a `Method.scorer` names.
-  fitted_params: which of `fitting.fit`'s networks score new images ("params" of the
+  fitted_params: which of `runner.fit`'s networks score new images ("params" of the
     classifier, "ae_params" of the autoencoder); None where the method is not fit by
-    `fitting.fit` (it fits and scores in one go).
+    `runner.fit` (it fits and scores in one go).
   not_planned: why the planner (experiments/plan.py) leaves its cost out; None where
     its programs are the planned ones.
   """
@@ -84,7 +84,7 @@ class Method:
 
   @property
   def fitted_params(self) -> str | None:
-    """Which of `fitting.fit`'s networks score new images (Scorer.fitted_params)."""
+    """Which of `runner.fit`'s networks score new images (Scorer.fitted_params)."""
     return SCORERS[self.scorer].fitted_params
 
 

@@ -6,9 +6,9 @@ import re
 import pytest
 
 from dsplit_jax import api
-from dsplit_jax import fitting
 from dsplit_jax import methods
 from dsplit_jax import paper
+from dsplit_jax import runner
 
 ROOT = pathlib.Path(__file__).parents[1]
 
@@ -49,7 +49,7 @@ def test_no_other_module_lists_methods_by_name():
 
 def test_every_table_keyed_by_scorer_has_every_scorer():
   assert {m.scorer for m in methods.METHODS.values()} <= set(methods.SCORERS)
-  assert set(fitting.RUNS) == set(api._KINDS) == set(methods.SCORERS)
-  assert set(fitting.SCORES) == {s.name for s in methods.SCORERS.values() if s.fitted_params}
+  assert set(runner.RUNS) == set(api._KINDS) == set(methods.SCORERS)
+  assert set(runner.SCORES) == {s.name for s in methods.SCORERS.values() if s.fitted_params}
   with pytest.raises(ValueError, match="unknown scorer"):
     methods.Method("toy", "Toy", 8, scorer="nope")
