@@ -9,15 +9,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
+# The pair losses' target distances: closeness pulls typical pairs to 0 (eq. 2),
+# dispersion pushes atypical pairs to 1 (eq. 4).
+PAIR_TARGETS = (0.0, 1.0)
 
-def closeness_loss(distance_logits: jax.Array) -> jax.Array:
-  """Eq. 2: pairs of typical samples, target distance 0."""
-  return jnp.mean(jax.nn.softplus(distance_logits))
 
-
-def dispersion_loss(distance_logits: jax.Array) -> jax.Array:
-  """Eq. 4: pairs of atypical samples, target distance 1."""
-  return jnp.mean(jax.nn.softplus(-distance_logits))
+def pair_loss(distance_logits: jax.Array, target: float) -> jax.Array:
+  """Eqs. 2 and 4: the cross-entropy of pair distances against `target` (0 or 1)."""
+  if target == 0.0:
+    return jnp.mean(jax.nn.softplus(distance_logits))
+  if target == 1.0:
+    return jnp.mean(jax.nn.softplus(-distance_logits))
+  raise ValueError(f"a pair loss's target distance is 0 or 1, got {target!r}")
 
 
 def intra_class_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:

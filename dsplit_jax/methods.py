@@ -11,6 +11,38 @@ import dataclasses
 
 
 @dataclasses.dataclass(frozen=True)
+class Scorer:
+  """How a method scores images; every place that differs by scorer reads this table
+  or keys its own table of functions by `name` (runner.RUNS, api._KINDS).
+
+  name: the key a `Method.scorer` names.
+  fitted_params: which of `runner.fit`'s networks score new images ("params" of the
+    classifier, "ae_params" of the autoencoder); None where the method is not fit by
+    `runner.fit` (it fits and scores in one go).
+  not_planned: why the planner (experiments/plan.py) leaves its cost out; None where
+    its programs are the planned ones.
+  """
+  name: str
+  fitted_params: str | None = None
+  not_planned: str | None = None
+
+
+SCORERS = {s.name: s for s in (
+    # The classifier's logit.
+    Scorer("classifier", fitted_params="params"),
+    # Minus the SSIM of the splitting autoencoder's reconstruction.
+    Scorer("ssim", fitted_params="ae_params"),
+    # Deep SVDD (baselines/dsvdd.py): the distance to its centre.
+    Scorer("dsvdd", not_planned=(
+        "Deep SVDD trains its own LeNet-type networks (dsplit_jax/baselines/dsvdd.py), "
+        "not the programs planned here; measured on this CPU at 1.59 s + 0.72 s per "
+        "epoch for one MNIST class (BUILD_NOTES.md, \"Baselines\")")),
+    # scikit-learn's estimators (baselines/classical.py).
+    Scorer("classical", not_planned="scikit-learn on the host CPU, not on the accelerator"),
+)}
+
+
+@dataclasses.dataclass(frozen=True)
 class Method:
   """One method of Table 1.
 
@@ -23,11 +55,7 @@ class Method:
   losses: the classifier's losses, applied in turn every iteration (train.py).
   labels_from_split: the intra-class loss labels atypical images 1 (dsplit, nnwds);
     without it every normal image is labelled 0 (naive_nn).
-  scorer: "classifier" (its logit), "ssim" (minus the reconstruction's SSIM),
-    "classical" (baselines/classical.py) or "dsvdd" (baselines/dsvdd.py). It also
-    decides what a fitted detector of the API (api.py) holds and saves: the
-    classifier's or the autoencoder's parameters, Deep SVDD's network and centre, or
-    a scikit-learn estimator.
+  scorer: its key in SCORERS: how its images are scored.
   """
   name: str
   paper_name: str
@@ -49,12 +77,15 @@ class Method:
     and of `train.pairs`."""
     return bool({"closeness", "dispersion"} & set(self.losses))
 
+  def __post_init__(self):
+    if self.scorer not in SCORERS:
+      raise ValueError(f"{self.name}: unknown scorer {self.scorer!r}; choose one of "
+                       f"{', '.join(SCORERS)}")
+
   @property
   def fitted_params(self) -> str | None:
-    """Which of `fitting.fit`'s networks score new images ("params" of the classifier,
-    "ae_params" of the autoencoder); None where the method is not fit by
-    `fitting.fit` (Deep SVDD and the classical baselines have their own)."""
-    return {"classifier": "params", "ssim": "ae_params"}.get(self.scorer)
+    """Which of `runner.fit`'s networks score new images (Scorer.fitted_params)."""
+    return SCORERS[self.scorer].fitted_params
 
 
 # Command-line order (`--method=all` runs them in this order).

@@ -7,6 +7,7 @@ inside the compiled program; a chunk of steps is one `lax.scan`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -242,13 +243,15 @@ def _pair_distance_logits(params, images, model, pairs, dropout_key=None):
   return model.apply(params, z[i], z[j], method=model.distance_logit)
 
 
-def closeness_step(state, typical_images, *, model, tx, weight_decay, pairs="neighbours",
-                   dropout_key=None):
+def pair_step(state, images, *, name, target, model, tx, weight_decay, pairs="neighbours",
+              dropout_key=None):
+  """One update of the pair loss `name` on the pairs of `images` (target distance
+  `target`): closeness and dispersion are this one step with their LOSSES entries."""
   def loss_fn(params):
-    return losses.closeness_loss(
-        _pair_distance_logits(params, typical_images, model, pairs, dropout_key))
-  state, loss = _update(state, "closeness", loss_fn, tx=tx, weight_decay=weight_decay)
-  return state, {"closeness": loss}
+    return losses.pair_loss(
+        _pair_distance_logits(params, images, model, pairs, dropout_key), target)
+  state, loss = _update(state, name, loss_fn, tx=tx, weight_decay=weight_decay)
+  return state, {name: loss}
 
 
 def intra_class_step(state, images, labels, *, model, tx, weight_decay, dropout_key=None):
@@ -259,13 +262,41 @@ def intra_class_step(state, images, labels, *, model, tx, weight_decay, dropout_
   return state, {"intra_class": loss}
 
 
-def dispersion_step(state, atypical_images, *, model, tx, weight_decay, pairs="neighbours",
-                    dropout_key=None):
-  def loss_fn(params):
-    return losses.dispersion_loss(
-        _pair_distance_logits(params, atypical_images, model, pairs, dropout_key))
-  state, loss = _update(state, "dispersion", loss_fn, tx=tx, weight_decay=weight_decay)
-  return state, {"dispersion": loss}
+@dataclasses.dataclass(frozen=True)
+class Loss:
+  """One loss of the classifier (the paper's section 2.3), as `classifier_body` runs it.
+
+  images: the pool its batches are drawn from, and the pool one of its epochs covers
+    under the "epochs" schedule: "typical", "atypical" or "normal" (the whole training
+    set; the intra-class batch mixes typical and atypical images by
+    `train.atypical_fraction`, or is all normal images labelled 0 for naive_nn).
+  target: a pair loss's target distance (losses.pair_loss); None for the intra-class
+    loss, which is a binary cross-entropy on the classifier's logit.
+  stream: which of an iteration's four random streams draws its batch (and, with
+    dropout, its dropout key); fixed, so every record's streams stay as trained.
+  """
+  images: str
+  target: float | None
+  stream: int
+
+  @property
+  def pairs(self) -> bool:
+    return self.target is not None
+
+
+# The losses `methods.Method.losses` names, in the style of `methods.METHODS`.
+LOSSES = {
+    "closeness": Loss(images="typical", target=0.0, stream=0),
+    "intra_class": Loss(images="normal", target=None, stream=1),
+    "dispersion": Loss(images="atypical", target=1.0, stream=3),
+}
+
+
+def _pool(split: Split, train_idx, train_count, images: str):
+  """(index array, count) of the pool `images` names (Loss.images)."""
+  return {"typical": (split.typical_idx, split.typical_count),
+          "atypical": (split.atypical_idx, split.atypical_count),
+          "normal": (train_idx, train_count)}[images]
 
 
 def classifier_body(state, step, key, split: Split, train_idx, train_count, pool,
@@ -286,37 +317,38 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
   b = config.train.batch_size
   n_atyp = int(round(b * config.train.atypical_fraction))
   kw = dict(model=model, tx=tx, weight_decay=config.train.weight_decay)
-  k_close, k_typ, k_atyp, k_disp = jax.random.split(jax.random.fold_in(key, step), 4)
+  keys = jax.random.split(jax.random.fold_in(key, step), 4)
 
   def dropout_key(batch_key):  # a stream of its own; none (and the old streams) at 0
     return jax.random.fold_in(batch_key, 1) if config.model.dropout else None
   pairs = config.train.pairs
   b_pairs = pair_batch_size(b, pairs)
 
-  def close(state):
-    x = draw(k_close, pool, split.typical_idx, split.typical_count, b_pairs)
-    return closeness_step(state, x, pairs=pairs, dropout_key=dropout_key(k_close), **kw)
+  def step_of(name):
+    loss = LOSSES[name]
+    k = keys[loss.stream]
+    if loss.pairs:
+      def pair(state):
+        x = draw(k, pool, *_pool(split, train_idx, train_count, loss.images), b_pairs)
+        return pair_step(state, x, name=name, target=loss.target, pairs=pairs,
+                         dropout_key=dropout_key(k), **kw)
+      return pair
 
-  def intra(state):
-    if spec.labels_from_split:
-      x = jnp.concatenate([
-          draw(k_typ, pool, split.typical_idx, split.typical_count, b - n_atyp),
-          draw(k_atyp, pool, split.atypical_idx, split.atypical_count, n_atyp)])
-      y = jnp.concatenate([jnp.zeros(b - n_atyp), jnp.ones(n_atyp)])
-    else:  # naive_nn: every normal image, labelled 0
-      x, y = draw(k_typ, pool, train_idx, train_count, b), jnp.zeros(b)
-    return intra_class_step(state, x, y, dropout_key=dropout_key(k_typ), **kw)
-
-  def disperse(state):
-    x = draw(k_disp, pool, split.atypical_idx, split.atypical_count, b_pairs)
-    return dispersion_step(state, x, pairs=pairs, dropout_key=dropout_key(k_disp), **kw)
-  steps = {"closeness": close, "intra_class": intra, "dispersion": disperse}
-  fns = [steps[name] for name in spec.losses]
+    def intra(state):
+      if spec.labels_from_split:
+        x = jnp.concatenate([
+            draw(k, pool, split.typical_idx, split.typical_count, b - n_atyp),
+            draw(keys[2], pool, split.atypical_idx, split.atypical_count, n_atyp)])
+        y = jnp.concatenate([jnp.zeros(b - n_atyp), jnp.ones(n_atyp)])
+      else:  # naive_nn: every normal image, labelled 0
+        x, y = draw(k, pool, train_idx, train_count, b), jnp.zeros(b)
+      return intra_class_step(state, x, y, dropout_key=dropout_key(k), **kw)
+    return intra
+  fns = [step_of(name) for name in spec.losses]
   if len(fns) > 1 and config.train.schedule == "epochs":
-    epoch_of = {"closeness": split.typical_count, "intra_class": train_count,
-                "dispersion": split.atypical_count}
-    return _one_epoch_step(state, step, fns, spec.losses,
-                           [epoch_of[name] for name in spec.losses], b)
+    counts = [_pool(split, train_idx, train_count, LOSSES[name].images)[1]
+              for name in spec.losses]
+    return _one_epoch_step(state, step, fns, spec.losses, counts, b)
   metrics = {}
   for fn in fns:
     state, m = fn(state)
@@ -394,7 +426,8 @@ def balanced_body(state, step, key, split: Split, train_idx, train_count, pool, 
       keys = jax.random.split(key, 4)
       d_typ, variables = pair_logits(variables, typ, keys[:2])
       d_atyp, variables = pair_logits(variables, atyp, keys[2:])
-      close, disp = losses.closeness_loss(d_typ), losses.dispersion_loss(d_atyp)
+      close = losses.pair_loss(d_typ, LOSSES["closeness"].target)
+      disp = losses.pair_loss(d_atyp, LOSSES["dispersion"].target)
       return close + disp, (_partition(variables)[1],
                             {"closeness": close, "dispersion": disp})
     return loss_fn

@@ -60,7 +60,7 @@ def _step_flops(config, image_shape):
                                    image_shape=image_shape)
   xb = jnp.zeros((config.train.batch_size + 1, *image_shape))
   kw = dict(model=model, tx=tx, weight_decay=0.0)
-  f_c = flops(lambda s, x: train.closeness_step(s, x, **kw), st, xb)
+  f_c = flops(lambda s, x: train.pair_step(s, x, name="closeness", target=0.0, **kw), st, xb)
   f_i = flops(lambda s, x: train.intra_class_step(s, x[1:], jnp.zeros(len(x) - 1), **kw), st, xb)
   return f_ae, 2 * f_c + f_i  # closeness and dispersion cost the same
 

@@ -43,15 +43,10 @@ TABLE1_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 TABLE1_CLASSES, TABLE1_SEEDS = 10, 5
 NETWORK_METHODS = methods_lib.names(trains_classifier=True)  # train a classifier (pipeline)
 AUTOENCODER_METHODS = methods_lib.names(needs_split=True)  # share one autoencoder per job
-_WHY_EXCLUDED = {
-    "dsvdd": "Deep SVDD trains its own LeNet-type networks (dsplit_jax/baselines/dsvdd.py), "
-             "not the programs planned here; measured on this CPU at 1.59 s + 0.72 s per "
-             "epoch for one MNIST class (BUILD_NOTES.md, \"Baselines\")",
-    "classical": "scikit-learn on the host CPU, not on the accelerator",
-}
 # Methods whose cost is not in the planned programs, and why (by their scorer).
-EXCLUDED_METHODS = {m: _WHY_EXCLUDED[methods_lib.get(m).scorer] for m in methods_lib.NAMES
-                    if methods_lib.get(m).scorer in _WHY_EXCLUDED}
+EXCLUDED_METHODS = {m: methods_lib.SCORERS[methods_lib.get(m).scorer].not_planned
+                    for m in methods_lib.NAMES
+                    if methods_lib.SCORERS[methods_lib.get(m).scorer].not_planned}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -68,7 +68,7 @@ def test_mismatched_workdir_config_is_refused(tmp_path):
   runner.check_run_dir(str(tmp_path), config)
   runner.check_run_dir(str(tmp_path), config)  # Same config: resumes.
   config.train.learning_rate = 0.5
-  with pytest.raises(runner.ConfigError, match="holds a checkpoint of a different config"):
+  with pytest.raises(configs.ConfigError, match="holds a checkpoint of a different config"):
     runner.check_run_dir(str(tmp_path), config)
 
 

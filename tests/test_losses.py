@@ -16,13 +16,13 @@ def _sigmoid(x):
 def test_closeness_is_minus_log_one_minus_distance():
   d = [0.0, 2.0, -1.0]
   expected = np.mean([-math.log(1 - _sigmoid(v)) for v in d])
-  assert float(losses.closeness_loss(jnp.array(d))) == pytest.approx(expected, rel=1e-6)
+  assert float(losses.pair_loss(jnp.array(d), 0.0)) == pytest.approx(expected, rel=1e-6)
 
 
 def test_dispersion_is_minus_log_distance():
   d = [0.0, 2.0, -1.0]
   expected = np.mean([-math.log(_sigmoid(v)) for v in d])
-  assert float(losses.dispersion_loss(jnp.array(d))) == pytest.approx(expected, rel=1e-6)
+  assert float(losses.pair_loss(jnp.array(d), 1.0)) == pytest.approx(expected, rel=1e-6)
 
 
 def test_intra_class_is_binary_cross_entropy():
@@ -37,9 +37,14 @@ def test_intra_class_is_binary_cross_entropy():
 def test_extreme_logits_stay_finite_and_exact(logit):
   # -log(1 - sigmoid(100)) = 100 + log(1 + e^-100) ~ 100; the literal formula gives inf.
   x = jnp.array([logit])
-  assert float(losses.closeness_loss(x)) == pytest.approx(max(logit, 0.0), abs=1e-6)
-  assert float(losses.dispersion_loss(x)) == pytest.approx(max(-logit, 0.0), abs=1e-6)
+  assert float(losses.pair_loss(x, 0.0)) == pytest.approx(max(logit, 0.0), abs=1e-6)
+  assert float(losses.pair_loss(x, 1.0)) == pytest.approx(max(-logit, 0.0), abs=1e-6)
   assert float(losses.intra_class_loss(x, jnp.array([0.0]))) == pytest.approx(
       max(logit, 0.0), abs=1e-6)
   assert float(losses.intra_class_loss(x, jnp.array([1.0]))) == pytest.approx(
       max(-logit, 0.0), abs=1e-6)
+
+
+def test_a_pair_loss_has_target_zero_or_one():
+  with pytest.raises(ValueError, match="target distance"):
+    losses.pair_loss(jnp.zeros(3), 0.5)

@@ -5,8 +5,10 @@ import re
 
 import pytest
 
+from dsplit_jax import api
 from dsplit_jax import methods
 from dsplit_jax import paper
+from dsplit_jax import runner
 
 ROOT = pathlib.Path(__file__).parents[1]
 
@@ -43,3 +45,11 @@ def test_no_other_module_lists_methods_by_name():
       if len(set(quoted.findall(line))) > 1:
         offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
   assert not offenders, "\n".join(offenders)
+
+
+def test_every_table_keyed_by_scorer_has_every_scorer():
+  assert {m.scorer for m in methods.METHODS.values()} <= set(methods.SCORERS)
+  assert set(runner.RUNS) == set(api._KINDS) == set(methods.SCORERS)
+  assert set(runner.SCORES) == {s.name for s in methods.SCORERS.values() if s.fitted_params}
+  with pytest.raises(ValueError, match="unknown scorer"):
+    methods.Method("toy", "Toy", 8, scorer="nope")

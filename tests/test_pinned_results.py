@@ -131,7 +131,7 @@ def config_hashes() -> dict:
     for method in ALL_METHODS:
       config = configs.get_preset(preset)
       config.dataset, config.method = "mnist", method
-      out[preset][method] = runner.config_hash(config)
+      out[preset][method] = configs.config_hash(config)
   return out
 
 
@@ -212,7 +212,7 @@ def test_committed_study_cells_keep_their_hashes():
     config.train.chunk_steps = r["config"]["train"]["chunk_steps"]
     for key, value in r["config"].get("eval", {}).items():
       config.eval[key] = value
-    assert runner.config_hash(config) == r["config_hash"], (r["dataset"], r["method"],
+    assert configs.config_hash(config) == r["config_hash"], (r["dataset"], r["method"],
                                                             config.model.distance_head,
                                                             config.model.latent)
 

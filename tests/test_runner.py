@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from dsplit_jax import configs
-from dsplit_jax import fitting
 from dsplit_jax import methods
 from dsplit_jax import records
+from dsplit_jax import runner
 from dsplit_jax import validation
 
 
@@ -157,10 +157,10 @@ def test_the_printed_split_size_is_the_one_used():
     config.rho = rho
     split = pipeline.split(config, ssim, idx, np.array([40], np.int32))
     assert int(split.atypical_count[0]) == used
-    line = fitting.split_line(rho, used, 40)
+    line = runner.split_line(rho, used, 40)
     assert line.startswith(f"[split] rho={rho:g}%: {used} of 40 images atypical (first job)")
     assert ("kept within [2, 38] so that both pair losses have pairs" in line) == note
-  assert fitting.split_line(0.001, 2, 5923).endswith("rho asks for 0.0592, kept within "
+  assert runner.split_line(0.001, 2, 5923).endswith("rho asks for 0.0592, kept within "
                                                      "[2, 5921] so that both pair losses have pairs")
 
 

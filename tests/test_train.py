@@ -11,6 +11,7 @@ import pytest
 from dsplit_jax import configs
 from dsplit_jax import data
 from dsplit_jax import loop
+from dsplit_jax import methods
 from dsplit_jax import pipeline
 from dsplit_jax import split
 from dsplit_jax import train
@@ -304,10 +305,10 @@ def test_pair_losses_average_over_exactly_the_chosen_pairs(pairs):
   chosen = list(zip(*train.pair_indices(6, pairs)))
   softplus = lambda v: float(jax.nn.softplus(v))
   kw = dict(model=model, tx=tx, weight_decay=0.0, pairs=pairs)
-  _, m = train.closeness_step(state, x, **kw)
+  _, m = train.pair_step(state, x, name="closeness", target=0.0, **kw)
   np.testing.assert_allclose(m["closeness"], np.mean([softplus(logits[p]) for p in chosen]),
                              rtol=1e-5)
-  _, m = train.dispersion_step(state, x, **kw)
+  _, m = train.pair_step(state, x, name="dispersion", target=1.0, **kw)
   np.testing.assert_allclose(m["dispersion"], np.mean([softplus(-logits[p]) for p in chosen]),
                              rtol=1e-5)
 
@@ -430,7 +431,7 @@ def test_a_bfloat16_run_of_the_test_preset_trains_with_finite_losses_and_close_s
   the two dtypes' scores, AUCs 0.83 and 0.80; stated tolerance: Spearman > 0.9, AUCs
   within 0.06 (20 steps of Adam from the same start, in 8-bit mantissas)."""
   import scipy.stats  # pylint: disable=g-import-not-at-top
-  from dsplit_jax import data, fitting, metrics  # pylint: disable=g-import-not-at-top
+  from dsplit_jax import data, metrics, runner  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   yy, xx = np.mgrid[:28, :28]
 
@@ -446,12 +447,12 @@ def test_a_bfloat16_run_of_the_test_preset_trains_with_finite_losses_and_close_s
     config = configs.load("test", [f"model.dtype={dtype}", "method=nnwds"])
     programs = pipeline.make_programs(config, normal.shape[1:])
     progress = loop.Progress(printer=lambda line: None)
-    fitted = fitting.fit(programs, "nnwds", data.Jobs.of_images(normal, seed=0),
+    fitted = runner.fit(programs, "nnwds", data.Jobs.of_images(normal, seed=0),
                          progress=progress)
     losses = [v for h in progress.history for k, v in h.items()
               if k not in ("phase", "step", "total")]
     assert losses and np.all(np.isfinite(losses))
-    scores[dtype] = fitting.score(programs, "nnwds", fitted, test)[0]
+    scores[dtype] = runner.score(programs, "nnwds", fitted, test)[0]
   assert scores["bfloat16"].dtype == np.float32
   assert not np.array_equal(scores["float32"], scores["bfloat16"])
   assert scipy.stats.spearmanr(scores["float32"], scores["bfloat16"])[0] > 0.9
@@ -508,3 +509,9 @@ def test_balanced_nnwds_makes_the_intra_class_updates_only():
   assert _count(state.opt_states["pairs"]) == 0
   np.testing.assert_array_equal(first.params["params"]["distance"]["dense"]["kernel"],
                                 state.params["params"]["distance"]["dense"]["kernel"])
+
+
+def test_every_loss_a_method_names_is_in_the_losses_table():
+  for spec in methods.METHODS.values():
+    assert set(spec.losses) <= set(train.LOSSES), spec.name
+  assert [train.LOSSES[n].target for n in ("closeness", "dispersion")] == [0.0, 1.0]

@@ -18,7 +18,6 @@ import yaml
 from dsplit_jax import cli
 from dsplit_jax import configs
 from dsplit_jax import data
-from dsplit_jax import fitting
 from dsplit_jax import main as main_lib
 from dsplit_jax import pipeline
 from dsplit_jax import runner
@@ -106,7 +105,7 @@ def command(monkeypatch, capsys):
   fail the test; returns (exit code, stdout, stderr)."""
   def reached(*a, **k):
     pytest.fail("work started despite a bad value")
-  for module, name in ((pipeline, "make_programs"), (fitting, "fit_and_score"),
+  for module, name in ((pipeline, "make_programs"), (runner, "_fit"),
                        (data, "load_jobs"), (data, "load"), (runner, "run")):
     monkeypatch.setattr(module, name, reached)
 

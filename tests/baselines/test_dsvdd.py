@@ -155,7 +155,7 @@ def test_vmapped_jobs_equal_single_jobs():
 def test_runner_entry_point_gcn_and_raw_keys():
   cfg = _cfg(ae_epochs=1, epochs=1)
   pool, idx, counts, keys, test, _ = _random_jobs()
-  raw = jax.random.key_data(keys)  # what runner.Jobs.keys holds
+  raw = jax.random.key_data(keys)  # what data.Jobs.keys holds
   jobs = types.SimpleNamespace(pool=pool, train_idx=idx, train_count=counts,
                                keys=raw, test_images=test)
   config = configs.get_preset("test")

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from dsplit_jax import configs
 from dsplit_jax import records
-from dsplit_jax import runner
 from experiments import study_distance as study
 
 
@@ -22,7 +22,7 @@ def test_screen_cells_cover_every_head_and_the_ablation_on_the_chosen_classes():
       assert cell.config.model.distance_head == variant.split("/")[1]
   # nnwds is the same cell whatever the head: the Table 1 grid reuses its records.
   first = cells[0][1].config
-  assert runner.config_hash(first) == runner.config_hash(_with_head(first, "metric"))
+  assert configs.config_hash(first) == configs.config_hash(_with_head(first, "metric"))
   extra = study.screen_cells("test", None, heads=(), all_pairs_head="metric")
   assert [v for v, _ in extra] == ["nnwds", "nnwds", "dsplit/metric/all_pairs",
                                    "dsplit/metric/all_pairs"]
@@ -32,9 +32,9 @@ def test_screen_cells_cover_every_head_and_the_ablation_on_the_chosen_classes():
   assert [v for v, _ in conv] == ["nnwds", "nnwds", "dsplit/abs_difference/conv_z",
                                   "dsplit/abs_difference/conv_z"]
   assert conv[-1][1].config.model.latent == "conv"
-  assert runner.config_hash(conv[0][1].config) == runner.config_hash(first)
+  assert configs.config_hash(conv[0][1].config) == configs.config_hash(first)
   dense = study.screen_cells("test", None, heads=("abs_difference",))
-  assert runner.config_hash(conv[-1][1].config) != runner.config_hash(dense[-1][1].config)
+  assert configs.config_hash(conv[-1][1].config) != configs.config_hash(dense[-1][1].config)
 
 
 def _with_head(config, head):
@@ -89,7 +89,7 @@ def test_cell_records_keep_only_the_cells_config_and_jobs(tmp_path):
     config = _with_head(cell.config, head)
     records.append_record(results, records.make_record(
         dataset="mnist", normal_class=cls, method="dsplit", seed=0, rho=cell.rho, auc=0.5,
-        config=config, wall_time_s=1.0, config_hash=runner.config_hash(config)))
+        config=config, wall_time_s=1.0, config_hash=configs.config_hash(config)))
   got = study.cell_records([(variant, cell)], results)
   assert [(r["normal_class"], r["config"]["model"]["distance_head"]) for r in got[variant]] \
       == [(2, "metric")]  # class 3 is not a screened class; the other head is another cell
@@ -111,7 +111,7 @@ def test_report_writes_table_and_figure_from_the_cells_records(tmp_path):
       records.append_record(results, records.make_record(
           dataset=cell.dataset, normal_class=cls, method=cell.method, seed=0, rho=cell.rho,
           auc=0.8 + 0.01 * cls + (0.02 if variant != "nnwds" else 0.0), config=cell.config,
-          wall_time_s=1.0, config_hash=runner.config_hash(cell.config)))
+          wall_time_s=1.0, config_hash=configs.config_hash(cell.config)))
   text = study.report(cells, str(tmp_path), "screen")
   assert "| fashion_mnist | dsplit/metric | 4 (4 x 1) |" in text
   assert "+2.00 (0.00, 4)" in text
@@ -127,6 +127,6 @@ def test_set_items_reach_every_cell_of_both_stages(capsys):
   heads = {c.config.model.distance_head for v, c in cells if v.startswith("dsplit/")}
   assert heads == set(study.SCREEN_HEADS) | {"metric"}  # the variant's own items still apply
   plain = study.screen_cells("test", None)
-  assert runner.config_hash(cells[0][1].config) != runner.config_hash(plain[0][1].config)
+  assert configs.config_hash(cells[0][1].config) != configs.config_hash(plain[0][1].config)
   assert study.main(["--workdir=w", "--set=train.nope=1"]) == 2
   assert "train.nope" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from dsplit_jax import configs
 from dsplit_jax import methods
 from dsplit_jax import records
 from dsplit_jax import runner
@@ -63,7 +64,7 @@ def _fake_run(calls, fail=()):
         records.append_record(os.path.join(workdir, "results.jsonl"), records.make_record(
             dataset=config.dataset, normal_class=c, method=config.method, seed=s,
             rho=config.rho, auc=0.5, config=config, wall_time_s=0.0,
-            config_hash=runner.config_hash(config), preset=config.preset))
+            config_hash=configs.config_hash(config), preset=config.preset))
     return []
   return run
 
