@@ -236,7 +236,8 @@ def split_warning(config, ratio: float, recon_mse: float, mean_mse: float,
   """
   if ratio <= config.ae.plateau_ratio:
     return None
-  instead = "use method='iforest' or 'ocsvm', or compare to pick one"
+  classical = ", ".join(methods.names(scorer="classical"))
+  instead = f"use method='iforest' or another classical one ({classical}), or compare to pick one"
   what = "split" if methods.get(config.method).labels_from_split else "SSIM score"
   share = mean_mse / max(flat_mse, 1e-12)
   # Where the reconstruction lies between the mean image (0) and a flat image (1).

@@ -30,7 +30,7 @@ from dsplit_jax.data import folder
 
 COLUMNS = ("method", "auc", "aupr", "fpr_at_threshold", "tpr_at_threshold", "fit_s",
            "score_s")
-CLASSICAL = ("iforest", "ocsvm", "hog_ocsvm")  # fit in seconds on a CPU
+CLASSICAL = methods_lib.names(scorer="classical")  # fit in seconds on a CPU
 
 
 def check_methods(names) -> list[str]:

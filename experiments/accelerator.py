@@ -47,11 +47,15 @@ import subprocess
 import sys
 import time
 
+# The method table is plain Python (no JAX, nothing to install first).
+from dsplit_jax import methods
+
 LOG, SUMMARY, RESULTS = "accelerator.log", "summary.json", "results.jsonl"
 # Packages the run imports, for the environment report (a missing one fails here, once).
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax.checkpoint", "ml_collections",
             "dm_pix", "numpy", "clu")
-METHODS = ("dsplit", "nnwds")
+# The method and its ablation: the classifiers trained on the split's labels.
+METHODS = methods.names(labels_from_split=True)
 # Seconds kept back from --budget_s for the summary and the last writes.
 RESERVE_S = 15.0
 
@@ -301,12 +305,6 @@ def planner_target(env: dict):
 
 def ae_cached(workdir, config) -> bool:
   """Whether every job of `config` has a saved autoencoder (so a cell trains none)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  # Compiled programs persist in the work dir: a cell compiles what its calibration
-  # compiled, and a resumed call compiles nothing it compiled before.
-  if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # else the caller's cache
-    jax.config.update("jax_compilation_cache_dir", os.path.join(args.workdir, "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   from dsplit_jax import configs, records  # pylint: disable=g-import-not-at-top
   from experiments import plan  # pylint: disable=g-import-not-at-top
   shape = plan.DATASET_SHAPES[config.dataset]
@@ -380,18 +378,22 @@ def _check_args(p, args):
 
 
 class PhaseClock:
-  """Wall seconds of each training phase of a cell, from its progress lines: a phase
-  runs from its first line's time less that line's first chunk to its last line."""
+  """Wall seconds of each training phase of a cell, from its progress lines
+  (`loop.Progress`): a phase runs from its `compiling` line (else from its first bar
+  line less that line's first chunk) to its last bar line."""
 
   def __init__(self):
     self.first, self.last, self.first_chunk = {}, {}, {}
 
   def see(self, line: str):
-    match = re.search(r"\[([a-z_]+)\] step \d+/\d+", line)
+    match = re.search(r"\[([a-z_]+)\] (compiling|\[[#.]+\] \d+/\d+)", line)
     if not match:
       return
     name, now = match.group(1), time.time()
     self.first.setdefault(name, now)
+    if match.group(2) == "compiling":
+      self.first_chunk.setdefault(name, 0.0)  # the clock already runs from here
+      return
     self.last[name] = now
     chunk = re.search(r"first chunk ([0-9.]+)s", line)
     if chunk and name not in self.first_chunk:
@@ -399,7 +401,7 @@ class PhaseClock:
 
   def walls(self) -> dict:
     return {k: self.last[k] - self.first[k] + self.first_chunk.get(k, 0.0)
-            for k in self.first}
+            for k in self.last}
 
 
 def plan_line(item, cells, cal, target, cached) -> tuple[dict, str]:
