@@ -150,7 +150,19 @@ class DistanceHead(nn.Module):
 LATENTS = ("dense", "conv")
 
 
-class OneClassNet(nn.Module):
+class _WithDistanceHead:
+  """The classifier networks' distance head in float32, and one call that initialises
+  every parameter (the classifier and the head) at once."""
+
+  def distance_logit(self, z_i, z_j):
+    return self.distance(z_i, z_j).astype(jnp.float32)
+
+  def init_all(self, x):
+    logit, z = self(x)
+    return logit, self.distance_logit(z, z)
+
+
+class OneClassNet(_WithDistanceHead, nn.Module):
   """Feature extractor + classification output (one logit) + distance head.
 
   The distance subnetwork (`DistanceHead`, used in training only) maps a pair of
@@ -185,13 +197,6 @@ class OneClassNet(nn.Module):
     hidden, conv = self.features(x, train)
     z = hidden if self.latent == "dense" else conv
     return (self.classifier(hidden)[..., 0].astype(jnp.float32), z.astype(jnp.float32))
-
-  def distance_logit(self, z_i, z_j):
-    return self.distance(z_i, z_j).astype(jnp.float32)
-
-  def init_all(self, x):
-    logit, z = self(x)
-    return logit, self.distance_logit(z, z)
 
 
 def _bottleneck_size(image_size: int) -> int:
@@ -309,7 +314,7 @@ class AuthorsFeatures(nn.Module):
                            name=f"dense{len(hidden) + 1}")(x), self.leaky_slope)
 
 
-class AuthorsNet(nn.Module):
+class AuthorsNet(_WithDistanceHead, nn.Module):
   """The authors' ICSNET: `AuthorsFeatures` -> z -> dropout -> dense(1), and the
   distance head dense(z_i - z_j) ("paper_literal"). BatchNorm statistics live in the
   `batch_stats` collection; scoring (`train=False`) uses their running averages.
@@ -343,13 +348,6 @@ class AuthorsNet(nn.Module):
     z = self.features(x, train)
     hidden = self.drop(z, deterministic=not train)
     return (self.classifier(hidden)[..., 0].astype(jnp.float32), z.astype(jnp.float32))
-
-  def distance_logit(self, z_i, z_j):
-    return self.distance(z_i, z_j).astype(jnp.float32)
-
-  def init_all(self, x):
-    logit, z = self(x)
-    return logit, self.distance_logit(z, z)
 
 
 class AuthorsAutoencoder(nn.Module):

@@ -68,19 +68,21 @@ _STABLE = ("config_hash", "num_scores", "scores_dtype", "train_split_index_sha25
 
 
 def machine() -> str:
-  """The CPU features XLA:CPU compiles for (vector extensions, FMA) and the jax version:
-  machines with the same key give the same numbers."""
-  flags = set()
+  """The CPU (model name and the vector extensions and FMA XLA:CPU compiles for) and
+  the jax version: machines with the same key give the same numbers."""
+  flags, model = set(), ""
   try:
     with open("/proc/cpuinfo") as f:
       for line in f:
-        if line.startswith("flags"):
+        if line.startswith("model name") and not model:
+          model = line.split(":", 1)[1].strip()
+        if line.startswith("flags") and not flags:
           flags = set(line.split(":", 1)[1].split())
-          break
   except OSError:
     pass
+  # The model name too: two CPUs with the same flags may still be tuned differently.
   vector = sorted(f for f in flags if re.fullmatch(r"(avx|avx2|fma|avx512\w*|amx\w*)", f))
-  return " ".join([platform.machine(), *vector, f"jax{jax.__version__}"])
+  return " ".join([platform.machine(), model, *vector, f"jax{jax.__version__}"])
 
 
 def _config(method, data_dir):
