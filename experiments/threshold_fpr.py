@@ -8,16 +8,59 @@ training images with the threshold placed in sample (`threshold_holdout=0`, PyOD
 rule) and on a held-out fifth (0.2, the default), then the share of the class's TEST
 images (all normal) scored above `threshold_` at each contamination. One CSV row per
 (dataset, method, class, holdout, contamination).
+
+`--same_fit` fits once per class, at the non-zero holdouts only, and gives both rules
+from that one model: the held-out percentile, and PyOD's percentile of the scores of
+the images it was fitted on (rows with `holdout` 0, `fit_holdout` the fit's share).
+A deep method's fits take minutes each, and comparing the rules on one model removes
+the fit-to-fit spread from the difference.
+
+Rows already in `--out` are kept and their fits skipped, so a killed run resumes.
 """
 
 import argparse
 import csv
+import os
 import time
 
 import numpy as np
 
 import dsplit_jax
+from dsplit_jax import api
 from dsplit_jax import data
+
+FIELDS = ("dataset", "method", "normal_class", "holdout", "fit_holdout", "contamination",
+          "n_train", "n_test", "observed_fpr")
+
+
+def _done(path):
+  """{(dataset, method, class, fit_holdout)} already in `path`, and its rows."""
+  if not os.path.exists(path):
+    return set(), []
+  rows = list(csv.DictReader(open(path)))
+  for r in rows:
+    r.setdefault("fit_holdout", r["holdout"])
+    r["fit_holdout"] = r["fit_holdout"] or r["holdout"]
+  return {(r["dataset"], r["method"], int(r["normal_class"]), float(r["fit_holdout"]))
+          for r in rows}, rows
+
+
+def _write(path, rows):
+  tmp = path + ".tmp"
+  with open(tmp, "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+  os.replace(tmp, path)
+
+
+def _rules(clf, n_fit, same_fit):
+  """(holdout label, n images the percentile is placed on, scores) per threshold rule."""
+  rules = [(clf.threshold_holdout, len(clf.holdout_scores_), clf.holdout_scores_)]
+  if same_fit:
+    fit_idx, _ = api.holdout_split(n_fit, clf.threshold_holdout, int(clf.seed))
+    rules.append((0.0, len(fit_idx), clf.decision_scores_[fit_idx]))
+  return rules
 
 
 def main():
@@ -29,10 +72,15 @@ def main():
   p.add_argument("--contaminations", default="0.05,0.1")
   p.add_argument("--max_train", type=int, default=0, help="first N normal training images (0: all)")
   p.add_argument("--preset", default="cpu")
+  p.add_argument("--same_fit", action="store_true",
+                 help="one fit per class; both rules from it (see the module's text)")
   p.add_argument("--out", default="experiments/threshold_fpr.csv")
   a = p.parse_args()
   cont = [float(c) for c in a.contaminations.split(",")]
-  rows = []
+  holdouts = [float(h) for h in a.holdouts.split(",")]
+  if a.same_fit:
+    holdouts = [h for h in holdouts if h > 0]
+  done, rows = _done(a.out)
   for ds in a.datasets.split(","):
     x, y = data.load(ds, "train")
     xt, yt = data.load(ds, "test")
@@ -40,25 +88,22 @@ def main():
       for c in map(int, a.classes.split(",")):
         train = x[y == c][:a.max_train or None]
         test = xt[yt == c]
-        for h in map(float, a.holdouts.split(",")):
+        for h in holdouts:
+          if (ds, method, c, h) in done:
+            continue
           t0 = time.time()
           clf = dsplit_jax.OneClassClassifier(a.preset, method=method, threshold_holdout=h,
                                               verbose=False).fit(train)
           scores = clf.decision_function(test)
-          for k in cont:
-            # The threshold of contamination k from the same fitted scores.
-            clf.set_params(contamination=k)
-            clf._set_decision_scores(clf.decision_scores_, clf.holdout_scores_,
-                                     clf.threshold_source_)
-            fpr = float(np.mean(scores > clf.threshold_))
-            rows.append(dict(dataset=ds, method=method, normal_class=c, holdout=h,
-                             contamination=k, n_train=len(train), n_test=len(test),
-                             observed_fpr=round(fpr, 4)))
-            print(rows[-1], f"{time.time() - t0:.0f}s", flush=True)
-          with open(a.out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+          for label, n_used, placed_on in _rules(clf, len(train), a.same_fit):
+            for k in cont:
+              fpr = float(np.mean(scores > api.threshold(placed_on, k)))
+              rows.append(dict(dataset=ds, method=method, normal_class=c, holdout=label,
+                               fit_holdout=h, contamination=k,
+                               n_train=n_used if label == 0 else len(train),
+                               n_test=len(test), observed_fpr=round(fpr, 4)))
+              print(rows[-1], f"{time.time() - t0:.0f}s", flush=True)
+          _write(a.out, rows)
 
 
 if __name__ == "__main__":
