@@ -137,14 +137,13 @@ def _idx_files_of(*sha256):
   return tuple(File(n, h, "content") for n, h in zip(names, sha256))
 
 
-# The offline routes are written so they can be pasted into any shell: an argument a
-# shell could expand (zsh globs [...]) is in double quotes, which sh, zsh, fish, cmd and
-# PowerShell all read the same way. SHA-256 of the uncompressed IDX files (checked
-# against the offline data's README and Debian's dataset-fashion-mnist) and of the
-# CIFAR-10 archive (the value published with tensorflow-datasets and torchvision; its
-# MD5 is the one on the Toronto page). Hosts: the authors' first, then copies kept by
-# other projects. Debian packages only Fashion-MNIST (no mnist or cifar package exists).
-# Command-line order.
+# In command-line order. Hashes: SHA-256 of the uncompressed IDX files (checked against
+# the offline data's README and Debian's dataset-fashion-mnist) and of the CIFAR-10
+# archive (the value published with tensorflow-datasets and torchvision; its MD5 is the
+# one on the Toronto page). Hosts: the authors' first, then copies kept by other
+# projects. Debian packages only Fashion-MNIST (no mnist or cifar package exists). The
+# offline routes paste into any shell: an argument a shell could expand (zsh globs
+# [...]) is in double quotes, which sh, zsh, fish, cmd and PowerShell all read alike.
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset(
         "mnist", IDX, class_names=tuple(str(i) for i in range(10)),
