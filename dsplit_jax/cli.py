@@ -80,7 +80,7 @@ def config_from_flags(*, preset, dataset, normal_class, method, rho, seed, num_s
   owned = dict(OWNED, **({} if rho is None else {"rho": "--rho"}),
                **({"preset": "--preset"} if preset_chosen else {}))
   flagged = {key: config[key] for key in owned}
-  if preset_chosen and dataset == "folder":  # before --set, which still wins
+  if preset_chosen and data.datasets.get(dataset).user_folder:  # before --set, which wins
     config = configs.for_folder(config)
   config = configs.override(config, overrides)
   given = [(f"--config.{k}={validation.show(v)}", k, v) for k, v in from_file.items()] + [
@@ -135,7 +135,7 @@ def _fit_and_score_folder(config, workdir, score_dir, scores_csv, progress,
   score_dir; the images are checked before training, scored in chunks after it."""
   if len(config.normal_classes) != 1 or len(config.seeds) != 1:
     raise ValueError("--score_dir fits one detector: give one --normal_class and one seed")
-  size = config.image_size if config.dataset == "folder" else None
+  size = config.image_size if data.datasets.get(config.dataset).user_folder else None
   images, labels = data.load(config.dataset, "train", config.data_dir or None, image_size=size)
   normal = images[labels == config.normal_classes[0]]
   scoring.check_folder(score_dir)

@@ -14,11 +14,12 @@ import functools
 import importlib.resources
 
 from dsplit_jax import methods as methods_lib
+from dsplit_jax.data import datasets as datasets_lib
 
 # Our method names in the paper's column order, with the paper's column headers.
 PAPER_METHOD_NAMES = {m: methods_lib.get(m).paper_name for m in methods_lib.PAPER_ORDER}
 METHODS = methods_lib.PAPER_ORDER
-DATASETS = ("mnist", "fashion_mnist", "cifar10")
+DATASETS = datasets_lib.names(in_paper=True)  # Table 1's datasets, in its order
 RHO = 10.0                       # the ratio behind Table 1 (section 3.1)
 FIGURE4_RHO_RANGE = (5.0, 50.0)  # "not sensitive to rho in a wide range between 5% and 50%"
 FIGURE4_MAX_STD = 1.0            # "... with a standard deviation of the AUC less than 1%"

@@ -10,6 +10,7 @@ new field (or section) cannot skip validation: add its rows here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import dataclasses
 import math
 import numbers
@@ -25,6 +26,7 @@ from dsplit_jax import pipeline
 from dsplit_jax import protocols
 from dsplit_jax import train
 from dsplit_jax.baselines import dsvdd
+from dsplit_jax.data import datasets
 from dsplit_jax.data import one_class
 from dsplit_jax.data import sources
 
@@ -52,7 +54,9 @@ class Rule:
   """One field's type (`kind`: int, float, str, bool or tuple of ints), its bounds and
   its meaning. Numbers lie in [lo, hi] (`open_lo` / `open_hi` exclude the ends), are
   finite, and ints a multiple of `multiple`; a tuple has `min_len..max_len` ints, each
-  in [lo, hi]; a str is one of `choices` (any text when None)."""
+  in [lo, hi]; a str is one of `choices` (any text when None). `choices` may be a table
+  (a dict such as `methods.METHODS`): its keys are read at each check, so an entry
+  registered after this module was imported is allowed."""
   kind: type
   meaning: str
   lo: float | None = None
@@ -60,7 +64,7 @@ class Rule:
   open_lo: bool = False
   open_hi: bool = False
   multiple: int = 1
-  choices: tuple | None = None
+  choices: tuple | Mapping | None = None
   min_len: int = 0
   max_len: int = 0
 
@@ -121,7 +125,9 @@ def positive(meaning):
 
 
 def choice(choices, meaning):
-  return Rule(str, meaning, choices=tuple(choices))
+  """One of `choices`: a table (a Mapping, read live: its keys) or a fixed list."""
+  return Rule(str, meaning,
+              choices=choices if isinstance(choices, Mapping) else tuple(choices))
 
 
 def text(meaning):
@@ -163,11 +169,11 @@ def _section(name: str, rows: dict[str, Rule]) -> dict[str, Rule]:
 # One row per config field, in the presets' order (configs/base.py).
 FIELDS: dict[str, Rule] = {
     "preset": text("name of the preset (config file) the config started from"),
-    "dataset": choice(sources.DATASETS, "the dataset (folder: DIR/<split>/<class>/*.png or "
+    "dataset": choice(datasets.DATASETS, "the dataset (folder: DIR/<split>/<class>/*.png or "
                       "DIR/*.png)"),
     "normal_classes": integers(0, MAX_JOBS - 1, 1, MAX_JOBS, "classes trained as normal, one "
                                "job per class and seed (--normal_class)"),
-    "method": choice(methods.NAMES, "the detector trained (--method)"),
+    "method": choice(methods.METHODS, "the detector trained (--method)"),
     "seeds": integers(0, MAX_SEED, 1, MAX_JOBS, "seeds, one job per class and seed "
                       "(--seed, --num_seeds)"),
     "rho": number(0.0, 100.0, "percent of normal training images called atypical by the "

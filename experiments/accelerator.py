@@ -306,8 +306,8 @@ def planner_target(env: dict):
 def ae_cached(workdir, config) -> bool:
   """Whether every job of `config` has a saved autoencoder (so a cell trains none)."""
   from dsplit_jax import configs, records  # pylint: disable=g-import-not-at-top
-  from experiments import plan  # pylint: disable=g-import-not-at-top
-  shape = plan.DATASET_SHAPES[config.dataset]
+  from dsplit_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  shape = datasets.get(config.dataset).image_shape
   ae_dir = records.autoencoder_dir(workdir, config.dataset, configs.autoencoder_hash(config),
                                    shape)
   return all(os.path.exists(records.autoencoder_path(ae_dir, c, s))

@@ -77,8 +77,7 @@ def _jobs(dataset, classes, seed, data_dir):
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--mode", choices=("timing", "auc"), default="timing")
-  p.add_argument("--dataset", default="mnist",
-                 choices=("mnist", "fashion_mnist", "cifar10"))
+  p.add_argument("--dataset", default="mnist", choices=paper.DATASETS)
   p.add_argument("--classes", default="0")
   p.add_argument("--variant", default="paper",
                  choices=("paper", "cifar10", "cpu", "test"))

@@ -34,12 +34,13 @@ import math
 import os
 import sys
 
-from dsplit_jax import methods as methods_lib  # the table only (no JAX): XLA_FLAGS are set later
+from dsplit_jax import methods as methods_lib  # the tables only (no JAX): XLA_FLAGS are set later
+from dsplit_jax.data import datasets as datasets_lib
 
-# Image shape, training images per class (largest class) and test images per dataset:
-# shapes only, so the planner needs no data (counts: data.sources.CLASS_COUNTS).
-DATASET_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
-TABLE1_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+# Image shape, training images per class (largest class) and test images per dataset
+# come from the datasets' table (`image_shape`, `class_counts`): shapes only, so the
+# planner needs no data.
+TABLE1_DATASETS = datasets_lib.names(in_paper=True)
 TABLE1_CLASSES, TABLE1_SEEDS = 10, 5
 NETWORK_METHODS = methods_lib.names(trains_classifier=True)  # train a classifier (pipeline)
 AUTOENCODER_METHODS = methods_lib.names(needs_split=True)  # share one autoencoder per job
@@ -133,11 +134,11 @@ def while_counts_trips() -> bool:
 def _job_layout(dataset: str, num_jobs: int):
   """(classes, train images of the largest class, pool size, test images) for
   `num_jobs` jobs laid out as a run lays them out: classes x seeds."""
-  from dsplit_jax.data import sources  # pylint: disable=g-import-not-at-top
-  train_counts = sources.CLASS_COUNTS[(dataset, "train")]
+  counts = datasets_lib.get(dataset).class_counts
+  train_counts = counts["train"]
   classes = min(num_jobs, len(train_counts))
   return (classes, max(train_counts[:classes]), sum(train_counts[:classes]),
-          sum(sources.CLASS_COUNTS[(dataset, "test")]))
+          sum(counts["test"]))
 
 
 def plan_programs(config, dataset: str, num_jobs: int, methods=("dsplit",),
@@ -153,7 +154,7 @@ def plan_programs(config, dataset: str, num_jobs: int, methods=("dsplit",),
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from dsplit_jax import pipeline, train  # pylint: disable=g-import-not-at-top
 
-  image_shape = DATASET_SHAPES[dataset]
+  image_shape = datasets_lib.get(dataset).image_shape
   n_dev = jax.device_count()
   axis = pipeline.JobAxis(num_jobs)  # the padding and mesh of a real run
   padded, mesh = axis.padded, axis.mesh
@@ -373,7 +374,8 @@ def main(argv=None):
     # FLOPs are linear in the jobs of a device: per job = per device / jobs per device.
     by_shape = {args.dataset: (figures, k)}
     for dataset in TABLE1_DATASETS:
-      same = [d for d in by_shape if DATASET_SHAPES[d] == DATASET_SHAPES[dataset]]
+      shape = datasets_lib.get(dataset).image_shape
+      same = [d for d in by_shape if datasets_lib.get(d).image_shape == shape]
       by_shape[dataset] = (by_shape[same[0]] if same else
                            (plan_programs(config, dataset, n_dev, methods=NETWORK_METHODS), 1))
     parts = table1_flops(config, by_shape, trips_counted)

@@ -172,7 +172,8 @@ class ArgumentParser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
   p = ArgumentParser(prog="python -m experiments.table1", description=__doc__.split("\n")[0])
   p.add_argument("--workdir", required=True, help="Records, scores, splits, checkpoints.")
-  p.add_argument("--datasets", default="mnist,fashion_mnist,cifar10", help="Comma list.")
+  p.add_argument("--datasets", default=",".join(data.datasets.names(in_paper=True)),
+                 help="Comma list (default: Table 1's).")
   p.add_argument("--methods", default="all",
                  help=f"Comma list of {', '.join(methods_lib.NAMES)}, or all.")
   p.add_argument("--rhos", default="",

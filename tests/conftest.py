@@ -49,7 +49,7 @@ _LONGEST_FIRST = (
     "tests/baselines/test_dsvdd.py",
     "tests/test_sharding.py", "tests/test_models.py", "tests/experiments/test_plan.py",
     "tests/test_layers.py", "tests/test_robustness.py", "tests/test_scoring.py",
-    "tests/test_cli.py", "tests/experiments/test_table1.py")
+    "tests/test_cli.py", "tests/test_extension_points.py", "tests/experiments/test_table1.py")
 
 
 def pytest_collection_modifyitems(items):

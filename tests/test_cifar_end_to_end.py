@@ -18,16 +18,17 @@ import sys
 import numpy as np
 import pytest
 
+from test_data import replace_datasets
 from test_data import write_cifar
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 12, 4
 
 # Runs a command-line entry point with the written counts in place of the benchmark's.
 _CHILD = r"""
-import runpy, sys
-from dsplit_jax.data import sources
-sources.CLASS_COUNTS[("cifar10", "train")] = ({train},) * 10
-sources.CLASS_COUNTS[("cifar10", "test")] = ({test},) * 10
+import dataclasses, runpy, sys
+from dsplit_jax.data import datasets
+datasets.DATASETS["cifar10"] = dataclasses.replace(
+    datasets.DATASETS["cifar10"], class_counts={{"train": ({train},) * 10, "test": ({test},) * 10}})
 module = sys.argv[1]
 sys.argv = [module] + sys.argv[2:]
 runpy.run_module(module, run_name="__main__")
@@ -57,10 +58,9 @@ def _run(module, *args):
 def _as_child():
   """This process as `_run`'s child sees it: the written class counts, no download and
   no $DSPLIT_DATA_DIR; all undone on exit."""
-  from dsplit_jax.data import sources
   with pytest.MonkeyPatch.context() as mp:
-    mp.setitem(sources.CLASS_COUNTS, ("cifar10", "train"), (TRAIN_PER_CLASS,) * 10)
-    mp.setitem(sources.CLASS_COUNTS, ("cifar10", "test"), (TEST_PER_CLASS,) * 10)
+    replace_datasets(mp, ["cifar10"], class_counts={"train": (TRAIN_PER_CLASS,) * 10,
+                                                    "test": (TEST_PER_CLASS,) * 10})
     mp.setenv("DSPLIT_DOWNLOAD", "0")
     mp.delenv("DSPLIT_DATA_DIR", raising=False)
     yield

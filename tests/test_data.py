@@ -1,5 +1,6 @@
 """Data layer: readers on tiny files written here, corrupt variants, real datasets."""
 
+import dataclasses
 import gzip
 import io
 import os
@@ -14,12 +15,21 @@ import pytest
 from PIL import Image
 
 from dsplit_jax import data
+from dsplit_jax.data import datasets
 from dsplit_jax.data import preprocessing
 from dsplit_jax.data import sources
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def replace_datasets(monkeypatch, names=None, **fields):
+  """The table's entries `names` (default: all) with `fields` changed, until the test
+  ends: one place holds a dataset's facts, so a test changes them there."""
+  for name in datasets.DATASETS if names is None else names:
+    monkeypatch.setitem(datasets.DATASETS, name,
+                        dataclasses.replace(datasets.DATASETS[name], **fields))
 
 
 @pytest.fixture(autouse=True)
@@ -29,8 +39,7 @@ def _offline(monkeypatch, tmp_path_factory):
   monkeypatch.delenv("DSPLIT_DATA_DIR", raising=False)
   monkeypatch.setenv("DSPLIT_DOWNLOAD", "0")
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-  monkeypatch.setattr(sources, "CLASS_COUNTS", {})
-  monkeypatch.setattr(sources, "DEBIAN_DIRS", {})
+  replace_datasets(monkeypatch, class_counts={}, debian_dirs=())
   monkeypatch.setattr(sources, "_tensorflow_available", lambda: False)
 
 
@@ -102,8 +111,8 @@ def test_env_var_is_a_parent_folder(tmp_path, monkeypatch):
 
 def test_debian_location(tmp_path, monkeypatch):
   expected = write_mnist(tmp_path / "fashion-mnist")
-  monkeypatch.setattr(sources, "DEBIAN_DIRS",
-                      {"fashion_mnist": (str(tmp_path / "fashion-mnist"),)})
+  replace_datasets(monkeypatch, ["fashion_mnist"],
+                   debian_dirs=(str(tmp_path / "fashion-mnist"),))
   x, _ = data.load("fashion_mnist", "train")
   np.testing.assert_array_equal(x, expected["train"][0])
 
@@ -169,7 +178,8 @@ def test_idx_missing_file_in_claimed_folder(tmp_path, monkeypatch):
 
 def test_offline_path_never_imports_tensorflow(tmp_path):
   write_mnist(tmp_path)
-  code = ("import sys; from dsplit_jax import data; data.sources.CLASS_COUNTS = {}; "
+  code = ("import dataclasses, sys; from dsplit_jax import data; t = data.DATASETS; "
+          "t['mnist'] = dataclasses.replace(t['mnist'], class_counts={}); "
           f"data.load('mnist', 'train', data_dir={str(tmp_path)!r}); "
           "data.one_class_task('mnist', 0, data_dir=" + repr(str(tmp_path)) + "); "
           "bad = [m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules]; "
@@ -204,9 +214,9 @@ def test_an_explicit_data_dir_is_never_replaced(tmp_path, monkeypatch):
 
 def test_class_counts_must_be_the_benchmarks(tmp_path, monkeypatch):
   write_mnist(tmp_path, n_train=20)  # labels 0..9 twice
-  monkeypatch.setattr(sources, "CLASS_COUNTS", {("mnist", "train"): (2,) * 10})
+  replace_datasets(monkeypatch, ["mnist"], class_counts={"train": (2,) * 10})
   assert data.load("mnist", "train", data_dir=tmp_path)[0].shape == (20, 28, 28, 1)
-  monkeypatch.setattr(sources, "CLASS_COUNTS", {("mnist", "train"): (3,) * 9 + (2,)})
+  replace_datasets(monkeypatch, ["mnist"], class_counts={"train": (3,) * 9 + (2,)})
   raises_data_error(lambda: data.load("mnist", "train", data_dir=tmp_path), tmp_path,
                     "has 20 images (2 per class)", "mnist's has 29 (3/3/3/3/3/3/3/3/3/2)",
                     "another dataset")
@@ -566,11 +576,29 @@ def test_one_class_task_tiny(tmp_path):
 
 
 def test_benchmark_metadata():
-  assert data.DATASETS == ("mnist", "fashion_mnist", "cifar10", "folder")
-  for name in data.DATASETS[:3]:
+  assert tuple(data.DATASETS) == ("mnist", "fashion_mnist", "cifar10", "folder")
+  for name in datasets.names(in_paper=True):
     assert data.num_classes(name) == 10 and len(data.class_names(name)) == 10
   assert data.class_names("cifar10")[0] == "airplane"
   assert issubclass(data.DataError, ValueError)
+  assert datasets.names(user_folder=True) == ("folder",)
+  assert datasets.names(downloadable=True) == datasets.names(in_paper=True)
+  with pytest.raises(ValueError, match=r"unknown dataset 'svhn'; choose from \('mnist', "):
+    datasets.get("svhn")
+
+
+def test_benchmark_counts_in_the_table(monkeypatch):
+  monkeypatch.undo()  # the autouse fixture's emptied counts: this test reads the real ones
+  counts = {n: datasets.get(n).class_counts for n in datasets.names(in_paper=True)}
+  assert counts["mnist"] == {"train": tuple(MNIST_TRAIN_COUNTS),
+                             "test": tuple(MNIST_TEST_COUNTS)}
+  assert {n: (sum(c["train"]), sum(c["test"])) for n, c in counts.items()} == {
+      "mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000)}
+  assert datasets.get("cifar10").image_shape == (32, 32, 3)
+  with pytest.raises(ValueError, match="9 train class counts for 10 class names"):
+    dataclasses.replace(datasets.get("mnist"), class_counts={"train": (1,) * 9})
+  with pytest.raises(ValueError, match="already in the table"):
+    datasets.register(datasets.get("mnist"))
 
 
 # --- real datasets -----------------------------------------------------------
@@ -605,7 +633,7 @@ def test_mnist_one_class_task(mnist_dir, monkeypatch):
 def test_fashion_mnist_from_debian(monkeypatch):
   if not os.path.isdir(DEBIAN_FASHION):
     pytest.skip(f"{DEBIAN_FASHION} absent (apt-get install dataset-fashion-mnist)")
-  monkeypatch.setattr(sources, "DEBIAN_DIRS", {"fashion_mnist": (DEBIAN_FASHION,)})
+  replace_datasets(monkeypatch, ["fashion_mnist"], debian_dirs=(DEBIAN_FASHION,))
   x, y = data.load("fashion_mnist", "train")
   assert x.shape == (60000, 28, 28, 1) and np.bincount(y).tolist() == [6000] * 10
   x, y = data.load("fashion_mnist", "test")

@@ -18,11 +18,13 @@ import numpy as np
 import pytest
 
 from dsplit_jax import data
+from dsplit_jax.data import datasets
 from dsplit_jax.data import download
 from dsplit_jax.data import fetching
 from dsplit_jax.data import sources
+from test_data import replace_datasets
 
-MNIST_FILES = [f.name for f in fetching.FILES["mnist"]]
+MNIST_FILES = [f.name for f in datasets.get("mnist").files]
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
 
 
@@ -58,7 +60,7 @@ def cache(monkeypatch, tmp_path):
   monkeypatch.delenv("DSPLIT_DATA_DIR", raising=False)
   monkeypatch.delenv("DSPLIT_DOWNLOAD", raising=False)
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-  monkeypatch.setattr(sources, "DEBIAN_DIRS", {})
+  replace_datasets(monkeypatch, debian_dirs=())
   monkeypatch.setattr(sources, "_tensorflow_available", lambda: False)
   return tmp_path / "xdg" / "dsplit_jax"
 
@@ -85,10 +87,10 @@ def idx_bytes(array):
 
 @pytest.fixture
 def tiny_mnist(tmp_path, monkeypatch):
-  """Served folder with mnist/<4 gzipped IDX files> and FILES pointing at their hashes.
+  """Served folder with mnist/<4 gzipped IDX files> and the table's files pointing at
+  their hashes.
 
-  Tiny files are not held to the benchmark's images per class (sources.CLASS_COUNTS)."""
-  monkeypatch.setattr(sources, "CLASS_COUNTS", {})
+  Tiny files are not held to the benchmark's images per class (`class_counts`)."""
   rng = np.random.default_rng(0)
   served = tmp_path / "served"
   (served / "mnist").mkdir(parents=True)
@@ -99,8 +101,8 @@ def tiny_mnist(tmp_path, monkeypatch):
     array = rng.integers(0, 10 if len(shape) == 1 else 256, shape)
     raw = idx_bytes(array)
     (served / "mnist" / name).write_bytes(gzip.compress(raw))
-    table.append(fetching.File(name, hashlib.sha256(raw).hexdigest(), "content"))
-  monkeypatch.setitem(fetching.FILES, "mnist", tuple(table))
+    table.append(datasets.File(name, hashlib.sha256(raw).hexdigest(), "content"))
+  replace_datasets(monkeypatch, ["mnist"], files=tuple(table), class_counts={})
   return served
 
 
@@ -218,12 +220,12 @@ def tiny_cifar_archive(path, per_batch=3):
 
 @pytest.mark.parametrize("good", [True, False])
 def test_cifar_archive(tmp_path, cache, monkeypatch, good):
-  monkeypatch.setattr(sources, "CLASS_COUNTS", {})  # a tiny archive, not the benchmark's
   (tmp_path / "served" / "cifar10").mkdir(parents=True)
   digest = tiny_cifar_archive(tmp_path / "served" / "cifar10" / "cifar-10-binary.tar.gz")
   expected = digest if good else "0" * 64
-  monkeypatch.setitem(fetching.FILES, "cifar10",
-                      (fetching.File("cifar-10-binary.tar.gz", expected, "file"),))
+  replace_datasets(monkeypatch, ["cifar10"],  # a tiny archive, not the benchmark's counts
+                   files=(datasets.File("cifar-10-binary.tar.gz", expected, "file"),),
+                   class_counts={})
   with serving(tmp_path / "served") as url:
     monkeypatch.setenv("DSPLIT_DATA_MIRROR", url)
     if good:
@@ -250,7 +252,7 @@ def test_real_mnist_through_a_mirror(mnist_dir, tmp_path, cache, monkeypatch):
     x, y = data.load("mnist", "train")
     xt, _ = data.load("mnist", "test")
   assert len(x) == len(y) == 60000 and len(xt) == 10000
-  for file in fetching.FILES["mnist"]:
+  for file in datasets.get("mnist").files:
     assert fetching.sha256(cache / "mnist" / file.name, "content") == file.sha256
 
 
@@ -271,7 +273,7 @@ def test_real_mnist_corrupt_copy_is_refused(mnist_dir, tmp_path, cache, monkeypa
 def test_fashion_mnist_table_matches_debian_copy():
   if not os.path.isdir(DEBIAN_FASHION):
     pytest.skip(f"{DEBIAN_FASHION} absent (apt-get install dataset-fashion-mnist)")
-  for file in fetching.FILES["fashion_mnist"]:
+  for file in datasets.get("fashion_mnist").files:
     assert fetching.sha256(os.path.join(DEBIAN_FASHION, file.name), "content") == file.sha256
 
 

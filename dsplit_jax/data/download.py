@@ -2,8 +2,8 @@
 
   python -m dsplit_jax.data.download mnist fashion_mnist cifar10
 
-The command of `fetching` (where the files, hosts, hashes and the rules of where files
-go are): `data.load` imports that module, never this one, so `python -m` runs this
+The command of `fetching` (the rules of where files go; the files, hosts and hashes are
+each dataset's entry in `datasets.DATASETS`): `data.load` imports that module, never this one, so `python -m` runs this
 module as its only copy.
 """
 
@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 
+from dsplit_jax.data import datasets
 from dsplit_jax.data import fetching
 from dsplit_jax.data.errors import DataError
 
@@ -24,12 +25,12 @@ def main(argv=None):
                   f"${fetching.DIR_ENV}/<name> if set, else {fetching.cache_root()}/<name>; "
                   f"${fetching.MIRROR_ENV}=<base URL> fetches <base>/<name>/<file> instead "
                   "of the original hosts.")
-  parser.add_argument("names", nargs="+", metavar="NAME",
-                      choices=fetching.DATASETS + ("all",),
-                      help=f"{', '.join(fetching.DATASETS)} or all")
+  downloadable = datasets.names(downloadable=True)
+  parser.add_argument("names", nargs="+", metavar="NAME", choices=downloadable + ("all",),
+                      help=f"{', '.join(downloadable)} or all")
   parser.add_argument("--dir", help="download into DIR/<name> instead")
   args = parser.parse_args(argv)
-  names = fetching.DATASETS if "all" in args.names else dict.fromkeys(args.names)
+  names = downloadable if "all" in args.names else dict.fromkeys(args.names)
   try:
     for name in names:
       directory = fetching.fetch(name, os.path.join(args.dir, name) if args.dir else None)

@@ -6,8 +6,10 @@ command as its only copy.
 
 Files go to `$DSPLIT_DATA_DIR/<name>/` when that is set, else to a per-user cache
 (`~/.cache/dsplit_jax/<name>/`); `data.load` looks in both and calls `fetch` by
-itself when a dataset is nowhere. `$DSPLIT_DATA_MIRROR=<base URL>` replaces the
-hosts below: each file is then fetched as `<base>/<name>/<file name>`.
+itself when a dataset is nowhere. The files, their hashes and hosts are the dataset's
+entry in `datasets.DATASETS` (`Dataset.files`, `Dataset.hosts`).
+`$DSPLIT_DATA_MIRROR=<base URL>` replaces the hosts: each file is then fetched as
+`<base>/<name>/<file name>`.
 
 Every file is checked before it is used. The IDX files are hashed uncompressed,
 because mirrors re-compress them (a re-gzipped copy has other bytes, the same
@@ -24,63 +26,13 @@ import os
 import shutil
 import sys
 import tempfile
-import typing
 import zlib
 
+from dsplit_jax.data import datasets
 from dsplit_jax.data import idx
 from dsplit_jax.data.errors import DataError
 
 DIR_ENV, MIRROR_ENV, SWITCH_ENV = "DSPLIT_DATA_DIR", "DSPLIT_DATA_MIRROR", "DSPLIT_DOWNLOAD"
-
-
-class File(typing.NamedTuple):
-  """One file to fetch: its original name and the SHA-256 that makes it acceptable."""
-  name: str
-  sha256: str
-  hashed: str  # "content": of the gunzipped bytes (IDX); "file": of the file as served.
-
-
-# SHA-256 of the uncompressed IDX files (checked against the offline data's README
-# and Debian's dataset-fashion-mnist) and of the CIFAR-10 archive (the value published
-# with tensorflow-datasets and torchvision; its MD5 is the one on the Toronto page).
-FILES = {
-    "mnist": (
-        File("train-images-idx3-ubyte.gz",
-             "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db", "content"),
-        File("train-labels-idx1-ubyte.gz",
-             "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5", "content"),
-        File("t10k-images-idx3-ubyte.gz",
-             "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7", "content"),
-        File("t10k-labels-idx1-ubyte.gz",
-             "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2", "content"),
-    ),
-    "fashion_mnist": (
-        File("train-images-idx3-ubyte.gz",
-             "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", "content"),
-        File("train-labels-idx1-ubyte.gz",
-             "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", "content"),
-        File("t10k-images-idx3-ubyte.gz",
-             "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", "content"),
-        File("t10k-labels-idx1-ubyte.gz",
-             "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", "content"),
-    ),
-    "cifar10": (
-        File("cifar-10-binary.tar.gz",
-             "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd", "file"),
-    ),
-}
-# The authors' hosts first, then copies kept by other projects; the hash decides.
-HOSTS = {
-    "mnist": ("http://yann.lecun.com/exdb/mnist/",
-              "https://ossci-datasets.s3.amazonaws.com/mnist/",
-              "https://storage.googleapis.com/cvdf-datasets/mnist/"),
-    "fashion_mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                      "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/"
-                      "master/data/fashion/"),
-    "cifar10": ("https://www.cs.toronto.edu/~kriz/",
-                "https://storage.googleapis.com/s4tf-hosted-binaries/datasets/CIFAR10/"),
-}
-DATASETS = tuple(FILES)
 
 
 class DownloadError(DataError):
@@ -109,11 +61,12 @@ def target_dir(name):
 
 
 def urls(name, file_name):
-  """Places to try for one file, in order: the mirror from the environment, or HOSTS."""
+  """Places to try for one file, in order: the mirror from the environment, or the
+  dataset's hosts."""
   mirror = os.environ.get(MIRROR_ENV, "").strip()
   if mirror:
     return [f"{mirror.rstrip('/')}/{name}/{file_name}"]
-  return [host + file_name for host in HOSTS[name]]
+  return [host + file_name for host in datasets.get(name).hosts]
 
 
 def sha256(path, hashed):
@@ -199,11 +152,12 @@ def fetch(name, directory=None, *, quiet=False):
   Files already there are verified, not fetched again; a wrong one is an error
   (delete it to download it anew). Returns the directory.
   """
-  if name not in FILES:
-    raise ValueError(f"no download for dataset {name!r}; choose from {', '.join(DATASETS)}")
+  if name not in datasets.DATASETS or not datasets.DATASETS[name].downloadable:
+    raise ValueError(f"no download for dataset {name!r}; choose from "
+                     f"{', '.join(datasets.names(downloadable=True))}")
   directory = os.path.abspath(os.fspath(directory or target_dir(name)))
   missing = []
-  for file in FILES[name]:
+  for file in datasets.DATASETS[name].files:
     have = _present(directory, file)
     if have is None:
       missing.append(file)

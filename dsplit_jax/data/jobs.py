@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from dsplit_jax.data import datasets
 from dsplit_jax.data import preprocessing
 from dsplit_jax.data import sources
 from dsplit_jax.data.errors import DataError
@@ -70,7 +71,8 @@ def job_keys(seeds, classes) -> np.ndarray:
 def load_jobs(config) -> Jobs:
   """Reads the dataset once and lays out every (class, seed) job of `config` over it."""
   data_dir = config.data_dir or None
-  size = config.image_size if config.dataset == "folder" else None
+  user_folder = datasets.get(config.dataset).user_folder
+  size = config.image_size if user_folder else None
   images, labels = sources.load(config.dataset, "train", data_dir, image_size=size)
   classes = sorted({int(c) for c in config.normal_classes})
   rows = [np.flatnonzero(labels == c) for c in classes]
@@ -92,7 +94,7 @@ def load_jobs(config) -> Jobs:
     test_images, test_classes = sources.load(config.dataset, "test", data_dir, image_size=size)
     test_images = preprocessing.unit_interval(test_images)
   except DataError:
-    if config.dataset != "folder":
+    if not user_folder:
       raise
     test_images = test_classes = None  # A flat folder of normal images has no test split.
   return Jobs(config.dataset, job_classes, job_seeds, pool, pool_rows, idx, counts,

@@ -1,14 +1,17 @@
 """Where each dataset is looked for, in order, and loading from the first hit.
 
-1. the `data_dir` argument (the files themselves, or a parent holding `<name>/`); when
-   given, it is the only place looked at;
+The places, names, readers and counts are the dataset's entry in `datasets.DATASETS`:
+
+1. the `data_dir` argument (the files themselves, or a parent holding `<name>/`, any
+   of `Dataset.dir_names`); when given, it is the only place looked at;
 2. `$DSPLIT_DATA_DIR/<name>/`;
-3. Debian's install location (`apt-get install dataset-fashion-mnist`);
+3. Debian's install location (`Dataset.debian_dirs`: `apt-get install
+   dataset-fashion-mnist`);
 4. the per-user download cache (`~/.cache/dsplit_jax/<name>/`);
 5. a download of the original files (`fetching.fetch`, SHA-256 verified) into
    `$DSPLIT_DATA_DIR/<name>/` or the cache, unless $DSPLIT_DOWNLOAD=0;
-6. tensorflow-datasets, if that download could not reach any host; it needs
-   TensorFlow and network the first time.
+6. tensorflow-datasets (`Dataset.tfds_name`), if that download could not reach any
+   host; it needs TensorFlow and network the first time.
 
 A location "claims" a dataset as soon as it holds one of its files; a claimed
 location with a missing or bad file is an error, never a reason to look further,
@@ -26,63 +29,12 @@ import os
 
 import numpy as np
 
-from dsplit_jax.data import cifar
+from dsplit_jax.data import datasets
 from dsplit_jax.data import fetching
 from dsplit_jax.data import folder
-from dsplit_jax.data import idx
 from dsplit_jax.data.errors import DataError
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder")
 ENV_VAR = "DSPLIT_DATA_DIR"
-
-# Folder names accepted under data_dir / $DSPLIT_DATA_DIR.
-DIR_NAMES = {
-    "mnist": ("mnist",),
-    "fashion_mnist": ("fashion_mnist", "fashion-mnist"),
-    "cifar10": ("cifar10", "cifar-10"),
-}
-# Debian packages only Fashion-MNIST (no mnist or cifar package exists).
-DEBIAN_DIRS = {
-    "fashion_mnist": ("/usr/share/datasets/fashion-mnist",),
-}
-TFDS_NAMES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10"}
-# Images per class of each split. A copy that differs is another dataset or a damaged
-# one (Fashion-MNIST's files have MNIST's names, sizes and format): refused, because a
-# record would claim a result on a benchmark that was never read.
-_MNIST_TRAIN = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
-_MNIST_TEST = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
-CLASS_COUNTS = {
-    ("mnist", "train"): _MNIST_TRAIN, ("mnist", "test"): _MNIST_TEST,
-    ("fashion_mnist", "train"): (6000,) * 10, ("fashion_mnist", "test"): (1000,) * 10,
-    ("cifar10", "train"): (5000,) * 10, ("cifar10", "test"): (1000,) * 10,
-}
-
-_CLASS_NAMES = {
-    "mnist": [str(i) for i in range(10)],
-    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                      "Shirt", "Sneaker", "Bag", "Ankle boot"],
-    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                "ship", "truck"],
-}
-# Offline routes. Commands are written so they can be pasted into any shell: an
-# argument a shell could expand (zsh globs [...]) is in double quotes, which sh,
-# zsh, fish, cmd and PowerShell all read the same way.
-_HOW_TO_GET = {
-    "mnist": "pass --data_dir (or set DSPLIT_DATA_DIR to a folder with mnist/) holding "
-             "the four IDX files",
-    "fashion_mnist": "run: apt-get install dataset-fashion-mnist; or pass --data_dir (or "
-                     "set DSPLIT_DATA_DIR to a folder with fashion_mnist/) holding the four "
-                     "IDX files",
-    "cifar10": "pass --data_dir (or set DSPLIT_DATA_DIR to a folder with cifar10/) holding "
-               "cifar-10-binary.tar.gz, cifar-10-python.tar.gz or their extracted folder",
-}
-
-
-
-
-def _check_name(name):
-  if name not in DATASETS:
-    raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
 
 
 def _folder_root(data_dir):
@@ -93,17 +45,17 @@ def _folder_root(data_dir):
 
 
 def class_names(name, data_dir=None):
-  _check_name(name)
-  if name == "folder":
+  ds = datasets.get(name)
+  if ds.user_folder:
     return folder.class_names(_folder_root(data_dir))
-  return list(_CLASS_NAMES[name])
+  return list(ds.class_names)
 
 
 def num_classes(name, data_dir=None):
   return len(class_names(name, data_dir))
 
 
-def _candidates(name, data_dir):
+def _candidates(ds, data_dir):
   """[(where, directory)] in lookup order.
 
   `data_dir` may be the dataset folder itself; `$DSPLIT_DATA_DIR` is always a
@@ -114,27 +66,23 @@ def _candidates(name, data_dir):
   if data_dir is not None:
     data_dir = os.fspath(data_dir)
     out.append(("data_dir", data_dir))
-    out += [("data_dir", os.path.join(data_dir, d)) for d in DIR_NAMES[name]]
+    out += [("data_dir", os.path.join(data_dir, d)) for d in ds.dir_names]
   env = os.environ.get(ENV_VAR)
   if env:
-    out += [(f"${ENV_VAR}", os.path.join(env, d)) for d in DIR_NAMES[name]]
+    out += [(f"${ENV_VAR}", os.path.join(env, d)) for d in ds.dir_names]
   else:
     out.append((f"${ENV_VAR} (unset)", None))
-  out += [("debian", d) for d in DEBIAN_DIRS.get(name, ())]
-  out.append(("cache", os.path.join(fetching.cache_root(), name)))
+  out += [("debian", d) for d in ds.debian_dirs]
+  out.append(("cache", os.path.join(fetching.cache_root(), ds.name)))
   return out
 
 
-def _locate(name, directory):
-  """A loader `split -> (images, labels)` if `directory` claims `name`, else None."""
+def _locate(ds, directory):
+  """A loader `split -> (images, labels)` if `directory` claims `ds`, else None."""
   if directory is None or not os.path.isdir(directory):
     return None
-  if name == "cifar10":
-    hit = cifar.find(directory)
-    return None if hit is None else (lambda split: cifar.load_split(*hit, split))
-  if idx.has_any(directory):
-    return lambda split: idx.load_split(directory, split)
-  return None
+  hit = ds.reader.find(directory)
+  return None if hit is None else (lambda split: ds.reader.load(hit, split))
 
 
 def _tensorflow_available():
@@ -143,11 +91,11 @@ def _tensorflow_available():
              for m in ("tensorflow", "tensorflow_datasets"))
 
 
-def _load_tfds(name, split):
+def _load_tfds(ds, split):
   """All of `split` as numpy through tfds (downloads into tfds' own data dir)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   images, labels = tfds.as_numpy(tfds.load(
-      TFDS_NAMES[name], split=split, batch_size=-1, as_supervised=True, download=True))
+      ds.tfds_name, split=split, batch_size=-1, as_supervised=True, download=True))
   return np.asarray(images, np.uint8), np.asarray(labels, np.int64)
 
 
@@ -172,17 +120,17 @@ def load(name, split, data_dir=None, image_size=None):
   `image_size` resizes the benchmarks (bilinear) when it differs from their own
   size; for `folder` it is the size every image is squashed to (default 32).
   """
-  _check_name(name)
-  if name == "folder":
+  ds = datasets.get(name)
+  if ds.user_folder:
     return folder.load_split(_folder_root(data_dir), split, image_size)
-  if split not in ("train", "test"):
+  if split not in datasets.SPLITS:
     raise ValueError(f"unknown split {split!r} for {name}; use 'train' or 'test'")
 
   looked = []
-  for where, directory in _candidates(name, data_dir):
+  for where, directory in _candidates(ds, data_dir):
     if data_dir is not None and where != "data_dir":
-      _explicit_dir_error(name, data_dir)
-    loader = _locate(name, directory)
+      _explicit_dir_error(ds, data_dir)
+    loader = _locate(ds, directory)
     if loader is not None:
       images, labels = loader(split)
       check_counts(name, split, labels, directory)
@@ -190,51 +138,64 @@ def load(name, split, data_dir=None, image_size=None):
     looked.append(where if directory is None else f"{where} {directory}")
 
   where = f"{name} not found; looked in: {'; '.join(looked)}"
-  if fetching.enabled():
+  if not ds.downloadable:
+    where += "; no download known for it"
+  elif fetching.enabled():
     try:
       directory = fetching.fetch(name)
     except fetching.DownloadError as e:  # Unreachable hosts; a wrong hash propagates.
       where += f"; download failed ({e})"
     else:
-      images, labels = _locate(name, directory)(split)
+      images, labels = _locate(ds, directory)(split)
       check_counts(name, split, labels, directory)
       return _resize(images, image_size), labels
   else:
     where += f"; download skipped (${fetching.SWITCH_ENV}=0)"
-  how = (f"To get it with network, run: {fetching.command(name)} (set "
-         f"{fetching.MIRROR_ENV} to a base URL serving {name}/<file> to use another host); "
-         f"offline: {_HOW_TO_GET[name]}")
+  how = _how_to_get(ds)
+  if ds.tfds_name is None:
+    raise DataError(f"{where}; not in tensorflow-datasets. {how}.")
   if not _tensorflow_available():
     raise DataError(f"{where}; tensorflow-datasets skipped: it and TensorFlow, which it "
                     f'needs, are the optional [tfds] extra, not installed here (run: pip '
                     f'install "dsplit_jax[tfds]"). {how}.')
   if data_dir is not None:
-    _explicit_dir_error(name, data_dir)
+    _explicit_dir_error(ds, data_dir)
   try:
-    images, labels = _load_tfds(name, split)
+    images, labels = _load_tfds(ds, split)
   except Exception as e:  # Offline, tfds fails in many ways; all mean "not found".
     first_line = (str(e).strip().splitlines() or [""])[0][:200]
     raise DataError(f"{where}; tensorflow-datasets failed ({type(e).__name__}: "
                     f"{first_line}). {how}.") from e
-  check_counts(name, split, labels, f"tensorflow-datasets {TFDS_NAMES[name]}")
+  check_counts(name, split, labels, f"tensorflow-datasets {ds.tfds_name}")
   return _resize(images, image_size), labels
 
 
-def _explicit_dir_error(name, data_dir):
+def _how_to_get(ds):
+  """The not-found message's routes: the download command, then the offline ones."""
+  offline = ds.how_to_get or f"pass --data_dir holding its files ({ds.reader.name} format)"
+  if not ds.downloadable:
+    return f"To get it: {offline}"
+  return (f"To get it with network, run: {fetching.command(ds.name)} (set "
+          f"{fetching.MIRROR_ENV} to a base URL serving {ds.name}/<file> to use another "
+          f"host); offline: {offline}")
+
+
+def _explicit_dir_error(ds, data_dir):
   """An explicit data_dir is used alone: falling back to $DSPLIT_DATA_DIR would read
   other files than the ones asked for, and say nothing."""
   data_dir = os.fspath(data_dir)
   if not os.path.isdir(data_dir):
     raise DataError(f"data_dir {data_dir} does not exist (or is not a folder)")
-  inside = ", ".join(os.path.join(data_dir, d) for d in DIR_NAMES[name])
-  raise DataError(f"data_dir {data_dir} holds no {name} files (nor does {inside}); an "
+  inside = ", ".join(os.path.join(data_dir, d) for d in ds.dir_names)
+  raise DataError(f"data_dir {data_dir} holds no {ds.name} files (nor does {inside}); an "
                   f"explicit data_dir is never replaced by ${ENV_VAR} or other places. "
-                  f"To get it: {_HOW_TO_GET[name]}.")
+                  f"To get it: {ds.how_to_get}.")
 
 
 def check_counts(name, split, labels, where):
-  """Refuses a split whose images per class are not the benchmark's (CLASS_COUNTS)."""
-  expected = CLASS_COUNTS.get((name, split))
+  """Refuses a split whose images per class are not the benchmark's
+  (`datasets.Dataset.class_counts`)."""
+  expected = datasets.get(name).class_counts.get(split)
   if expected is None:
     return
   got = tuple(int(n) for n in np.bincount(labels, minlength=len(expected)))
@@ -248,16 +209,14 @@ def check_counts(name, split, labels, where):
 
 def source_files(name, split, data_dir=None):
   """What `load(name, split, data_dir)` reads: files, or folders of many images."""
-  _check_name(name)
-  if name == "folder":
+  ds = datasets.get(name)
+  if ds.user_folder:
     return [os.path.abspath(_folder_root(data_dir))]
-  for _, directory in _candidates(name, data_dir):
-    if _locate(name, directory) is None:
+  for _, directory in _candidates(ds, data_dir):
+    if _locate(ds, directory) is None:
       continue
-    if name == "cifar10":
-      return [os.path.abspath(cifar.find(directory)[1])]
-    return [os.path.abspath(idx.find_file(directory, stem)) for stem in idx.SPLIT_FILES[split]]
-  return [f"tensorflow-datasets:{TFDS_NAMES[name]}"]
+    return [os.path.abspath(p) for p in ds.reader.files(ds.reader.find(directory), split)]
+  return [f"tensorflow-datasets:{ds.tfds_name}"]
 
 
 _DIGESTS = {}

@@ -165,8 +165,8 @@ def test_colab_notebook_commands_exist():
     defined = set(re.findall(r'add_argument\(\s*"--(\w+)"', source))
     defined |= set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', source))
     if module == "dsplit_jax.data.download":  # Dataset names, then nothing else.
-      from dsplit_jax.data import fetching
-      assert args and all(a in fetching.FILES for a in args), command
+      from dsplit_jax.data import datasets
+      assert args and all(a in datasets.names(downloadable=True) for a in args), command
       modules.add(module)
       continue
     assert all(a.startswith("--") for a in args), command
