@@ -51,6 +51,7 @@ from dsplit_jax import methods
 from dsplit_jax import pictures
 from dsplit_jax import pipeline
 from dsplit_jax import runner
+from dsplit_jax import split
 from dsplit_jax import train
 from dsplit_jax import validation
 from dsplit_jax import workdir as workdir_lib
@@ -247,7 +248,7 @@ def split_warning(config, ratio: float, recon_mse: float, mean_mse: float,
             f"image and its output is close to a flat one (MSE {recon_mse:.3g}; mean image "
             f"{mean_mse:.3g}, flat {flat_mse:.3g}); {instead}")
   why = (f", which on these aligned images is a strong reconstruction ({share:.0%} of a "
-         f"flat image's MSE)" if share < 0.25 else "")
+         f"flat image's MSE)" if share < split.ALIGNED_SHARE else "")
   return (f"[{config.method}] the {what} is unreliable: the autoencoder never beat the "
           f"mean image (MSE ratio {ratio:.3g}){why}; {instead}")
 

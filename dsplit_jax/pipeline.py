@@ -25,6 +25,7 @@ import numpy as np
 from dsplit_jax import layers
 from dsplit_jax import loop
 from dsplit_jax import protocols
+from dsplit_jax import split as split_lib
 from dsplit_jax import train
 
 
@@ -234,16 +235,27 @@ def fit_autoencoders(programs: Programs, pool, train_idx, train_count, keys, *,
   their results do not depend on it. A restart also starts the decoder's output bias at
   the logit of the job's mean pixel (`ae.output_bias="mean_logit"`): new keys alone
   left MNIST digit 1 seed 1 black on three tries, the mean-logit start trains it
-  (BUILD_NOTES.md, "The method").
+  (BUILD_NOTES.md, "The method"). Where the mean image is a strong reconstruction
+  (aligned objects: its MSE below `split_lib.ALIGNED_SHARE` of a flat image's), falling
+  short of it is not that plateau and a new start costs a fit for nothing: such a job is
+  not restarted, one line says so, and the detector's split warning says what to use.
   `names` label jobs in the progress lines.
   """
   config = programs.config
   names = names or [f"job {j}" for j in range(len(keys))]
   params = _fit_autoencoders(programs, pool, train_idx, train_count, keys, 0, ckpt_dir,
                              progress)
+  aligned = mean_image_shares(programs, pool, train_idx, train_count) < split_lib.ALIGNED_SHARE
   for attempt in range(1, config.ae.restarts + 2):
     ratio = plateau_ratios(programs, params, pool, train_idx, train_count)
-    stuck = np.flatnonzero(ratio > config.ae.plateau_ratio)
+    above = ratio > config.ae.plateau_ratio
+    if attempt == 1 and config.ae.restarts and np.any(above & aligned) and progress:
+      progress.printer(
+          "[autoencoder] not restarted: " + ", ".join(
+              f"{names[j]} ({ratio[j]:.2f})" for j in np.flatnonzero(above & aligned)) +
+          "; on aligned images the mean image is a strong reconstruction, so falling "
+          "short of it is not the plateau a new start escapes")
+    stuck = np.flatnonzero(above & ~aligned)
     if not len(stuck):
       break
     which = ", ".join(f"{names[j]} ({ratio[j]:.2f})" for j in stuck)
@@ -302,6 +314,14 @@ def plateau_ratios(programs: Programs, ae_params, pool, train_idx, train_count) 
   count = np.minimum(np.asarray(train_count), k)
   params, idx, count = jobs.put((ae_params, np.asarray(train_idx)[:, :k], count))
   return jobs.take(programs.plateau(params, idx, count, jobs.replicate(pool)))
+
+
+def mean_image_shares(programs: Programs, pool, train_idx, train_count) -> np.ndarray:
+  """`split_lib.mean_image_share` of every job on the images its plateau ratio uses: [J]."""
+  k = programs.config.ae.plateau_images
+  pool = np.asarray(pool)
+  return np.array([split_lib.mean_image_share(pool[idx[:min(k, n)]])
+                   for idx, n in zip(np.asarray(train_idx), np.asarray(train_count))])
 
 
 def ssim_of(programs: Programs, ae_params, pool, idx):
