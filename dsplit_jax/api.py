@@ -760,7 +760,9 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
             "image_shape": list(self.image_shape_), "contamination": self.contamination,
             "threshold_holdout": self.threshold_holdout,
             "threshold": getattr(self, "threshold_", None),
-            "threshold_source": getattr(self, "threshold_source_", None)}
+            "threshold_source": getattr(self, "threshold_source_", None),
+            "plateau_ratio": getattr(self, "plateau_ratio_", None),
+            "split_warning": getattr(self, "split_warning_", None)}
     with workdir_lib.replacing(path, folder=True) as tmp:
       with open(os.path.join(tmp, "detector.json"), "w") as f:
         json.dump(meta, f, indent=2)
@@ -792,6 +794,9 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
                 threshold_holdout=meta.get("threshold_holdout", 0.0))
       clf.config_ = clf._make_config()
       validation.validate(clf.config_, check_dataset=False)
+      # Detectors saved before these were kept have neither (None, as a classical one).
+      clf.plateau_ratio_ = _optional(meta, "plateau_ratio", float)
+      clf.split_warning_ = _optional(meta, "split_warning", str)
       # Shapes only (from_bytes replaces every leaf): nothing to compile or run.
       template = jax.eval_shape(lambda: _template(clf.config_, image_shape))
     except Exception as e:  # JSON, a missing key, a bad field: all mean "edited or torn".
@@ -828,6 +833,16 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     else:  # Detectors saved before thresholds have none.
       clf.threshold_ = None
     return clf
+
+
+def _optional(meta: dict, key: str, kind: type):
+  """`meta[key]` as `kind`, or None where it is missing or null; TypeError otherwise."""
+  value = meta.get(key)
+  if value is None:
+    return None
+  if not isinstance(value, (int, float) if kind is float else kind) or isinstance(value, bool):
+    raise TypeError(f"{key} must be a {kind.__name__} or null, got {value!r}")
+  return kind(value)
 
 
 def _load_scores(path: str) -> np.ndarray:
