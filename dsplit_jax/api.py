@@ -14,7 +14,9 @@ The detector follows PyOD's `BaseDetector` contract: `fit(X, y=None)` (y is igno
 `predict_proba(X, method="linear" | "unify", return_confidence=...)`,
 `predict_confidence`, `predict_with_rejection`, `predict_rank`, `fit_predict`; and
 scikit-learn's: a `BaseEstimator` (`get_params`, `set_params`, `sklearn.base.clone`,
-a repr with the parameters), `NotFittedError` before `fit` or `load`.
+a repr with the parameters), `NotFittedError` before `fit` or `load`. A classical
+method's fitted scikit-learn estimator is `estimator_`, its fitted attributes the
+detector's own (PyOD's `IForest.estimators_`, `OCSVM.support_vectors_`, ...).
 
 The threshold: `contamination` is the false-positive rate accepted on normal images.
 By default (`threshold_holdout=0.2`) a random fifth of the normal images is held out,
@@ -440,7 +442,11 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
   but fewer of the images the detector was fit on. The splitting methods (dsplit,
   nnwds, ssim) also set `plateau_ratio_` (the autoencoder's reconstruction MSE over the
   mean image's) and `split_warning_`: None, or the line `fit` printed to say why the
-  split is unreliable and which method to use instead (`split_warning`).
+  split is unreliable and which method to use instead (`split_warning`). The classical
+  methods (ocsvm, hog_ocsvm, iforest) also give `estimator_`, their fitted
+  scikit-learn estimator, and its fitted attributes as their own, as PyOD's wrappers
+  of the same estimators do (`estimators_`, `offset_`, `support_vectors_`, ...).
+  `save` and `load` keep every fitted attribute.
   """
 
   def __init__(self, preset: str | None = None, *, method: str = "dsplit", rho: float = 10.0,
@@ -575,6 +581,21 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     self._set_decision_scores(self.decision_scores_, self.holdout_scores_,
                               f"calibrated {target}", threshold_=t)
     return self
+
+  def __getattr__(self, name: str):
+    """Only reached for names the detector lacks: `estimator_` and the public fitted
+    attributes (`name_`) of a classical method's scikit-learn estimator."""
+    # __dict__, not self._estimator: before __init__ (unpickling, copying) a lookup of
+    # _estimator would land here again.
+    fitted = self.__dict__.get("_estimator")
+    if fitted is not None and name.endswith("_") and not name.startswith("_"):
+      if name == "estimator_":
+        return fitted.estimator
+      try:
+        return getattr(fitted.estimator, name)
+      except AttributeError:
+        pass
+    raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
   def __sklearn_is_fitted__(self) -> bool:
     return self._fitted is not None
@@ -761,7 +782,9 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
             "image_shape": list(self.image_shape_), "contamination": self.contamination,
             "threshold_holdout": self.threshold_holdout,
             "threshold": getattr(self, "threshold_", None),
-            "threshold_source": getattr(self, "threshold_source_", None)}
+            "threshold_source": getattr(self, "threshold_source_", None),
+            "plateau_ratio": getattr(self, "plateau_ratio_", None),
+            "split_warning": getattr(self, "split_warning_", None)}
     with workdir_lib.replacing(path, folder=True) as tmp:
       with open(os.path.join(tmp, "detector.json"), "w") as f:
         json.dump(meta, f, indent=2)
@@ -793,6 +816,9 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
                 threshold_holdout=meta.get("threshold_holdout", 0.0))
       clf.config_ = clf._make_config()
       validation.validate(clf.config_, check_dataset=False)
+      # Detectors saved before these were kept have neither (None, as a classical one).
+      clf.plateau_ratio_ = _optional(meta, "plateau_ratio", float)
+      clf.split_warning_ = _optional(meta, "split_warning", str)
       # Shapes only (from_bytes replaces every leaf): nothing to compile or run.
       template = jax.eval_shape(lambda: _template(clf.config_, image_shape))
     except Exception as e:  # JSON, a missing key, a bad field: all mean "edited or torn".
@@ -829,6 +855,16 @@ class OneClassClassifier(sklearn.base.BaseEstimator):
     else:  # Detectors saved before thresholds have none.
       clf.threshold_ = None
     return clf
+
+
+def _optional(meta: dict, key: str, kind: type):
+  """`meta[key]` as `kind`, or None where it is missing or null; TypeError otherwise."""
+  value = meta.get(key)
+  if value is None:
+    return None
+  if not isinstance(value, (int, float) if kind is float else kind) or isinstance(value, bool):
+    raise TypeError(f"{key} must be a {kind.__name__} or null, got {value!r}")
+  return kind(value)
 
 
 def _load_scores(path: str) -> np.ndarray:

@@ -205,6 +205,9 @@ def test_load_names_the_damaged_file(tmp_path):
   assert load_error().startswith(f"{meta}: not a detector's description (JSONDecodeError")
   meta.write_text(good_meta.replace('"image_shape"', '"shape"'))
   assert load_error().startswith(f"{meta}: not a detector's description (KeyError")
+  for key, bad in (("split_warning", 3), ("plateau_ratio", "high"), ("plateau_ratio", True)):
+    meta.write_text(json.dumps({**json.loads(good_meta), key: bad}))
+    assert load_error().startswith(f"{meta}: not a detector's description (TypeError: {key}")
 
 
 def test_a_detector_saved_before_newer_config_fields_still_loads(tmp_path):
@@ -217,7 +220,7 @@ def test_a_detector_saved_before_newer_config_fields_still_loads(tmp_path):
   clf.save(str(tmp_path / "det"))
   meta = tmp_path / "det" / "detector.json"
   edited = json.loads(meta.read_text())
-  del edited["config"]["job_map"]
+  del edited["config"]["job_map"], edited["plateau_ratio"], edited["split_warning"]
   edited["config"]["dsvdd"] = {k: edited["config"]["dsvdd"][k]
                                for k in ("ae_epochs", "ae_lr_milestones", "epochs",
                                          "lr_milestones")}
@@ -225,5 +228,6 @@ def test_a_detector_saved_before_newer_config_fields_still_loads(tmp_path):
   loaded = dsplit_jax.OneClassClassifier.load(str(tmp_path / "det"))
   assert loaded.config.job_map == "auto" and loaded.config.dsvdd.net == "auto"
   assert loaded.config.dsvdd.epochs == clf.config.dsvdd.epochs
+  assert loaded.plateau_ratio_ is None and loaded.split_warning_ is None
   for a, b in zip(jax.tree.leaves(loaded._fitted), jax.tree.leaves(clf._fitted)):
     np.testing.assert_array_equal(a, b)

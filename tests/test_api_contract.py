@@ -7,6 +7,8 @@ scores, so these detectors do too (`threshold_holdout=0`); the held-out threshol
 the default, is tested in test_api_thresholds.py.
 """
 
+import pickle
+
 import numpy as np
 import pytest
 import scipy.special
@@ -263,3 +265,27 @@ def test_a_config_passed_in_is_left_as_it_was(images, tmp_path):
   assert given.to_dict() == before  # not method=ocsvm, seeds=(3,), dataset=folder
   assert (clf.config_.method, clf.config_.seeds, clf.config_.dataset) == ("ocsvm", (3,), "folder")
   assert clf.config_ is not given and clf.get_params()["config"] is given
+
+
+def test_a_classical_detector_gives_its_estimators_fitted_attributes(clf, images):
+  """As PyOD's OCSVM and IForest wrappers: `support_vectors_`, `estimators_`, ... read
+  on the detector are those of the fitted scikit-learn estimator (`estimator_`)."""
+  svm = clf.estimator_
+  assert type(svm).__name__ == "OneClassSVM"
+  assert clf.support_vectors_ is svm.support_vectors_ and clf.offset_ == svm.offset_
+  assert clf.n_features_in_ == 28 * 28
+  forest = dsplit_jax.OneClassClassifier("test", method="iforest", threshold_holdout=0.0,
+                                        verbose=False).fit(images[0])
+  assert type(forest.estimator_).__name__ == "IsolationForest"
+  assert len(forest.estimators_) == forest.config_.classical.iforest_trees
+  assert len(forest.estimators_samples_) == len(forest.estimators_features_)
+  assert forest.max_samples_ == min(N_TRAIN, 256) and forest.offset_ == forest.estimator_.offset_
+  for name in ("support_vectors_", "coef", "_private_"):  # not the forest's, not fitted
+    with pytest.raises(AttributeError, match=repr(name)):
+      getattr(forest, name)
+  unfitted, deep = _detector(), dsplit_jax.OneClassClassifier("test", verbose=False)
+  for detector in (unfitted, deep):
+    assert not hasattr(detector, "estimator_") and not hasattr(detector, "offset_")
+  copy = pickle.loads(pickle.dumps(forest))  # unpickling looks attributes up before __init__
+  np.testing.assert_array_equal(copy.decision_function(images[1]),
+                                forest.decision_function(images[1]))

@@ -28,6 +28,12 @@ def images():
           rng.integers(0, 256, (10, 28, 28, 1), dtype=np.uint8))
 
 
+def _fitted_attributes(clf) -> dict:
+  """The public fitted attributes (`name_`) and PyOD's `_mu`, `_sigma`."""
+  return {name: value for name, value in vars(clf).items()
+          if name in ("_mu", "_sigma") or (name.endswith("_") and not name.startswith("_"))}
+
+
 @pytest.mark.parametrize("method", methods.NAMES)
 def test_every_method_fits_saves_loads_and_scores_the_same(method, images, tmp_path):
   clf = dsplit_jax.OneClassClassifier("test", method=method, verbose=False).fit(images[0])
@@ -41,6 +47,18 @@ def test_every_method_fits_saves_loads_and_scores_the_same(method, images, tmp_p
   np.testing.assert_array_equal(loaded.decision_scores_, clf.decision_scores_)
   assert loaded.threshold_ == clf.threshold_
   np.testing.assert_array_equal(loaded.predict(images[1]), clf.predict(images[1]))
+  # Every fitted attribute a user reads comes back (split_warning_, plateau_ratio_, ...).
+  fitted, back = _fitted_attributes(clf), _fitted_attributes(loaded)
+  assert back.keys() == fitted.keys()
+  for name, value in fitted.items():
+    if name == "config_":
+      assert back[name].to_dict() == value.to_dict()
+    elif isinstance(value, np.ndarray):
+      np.testing.assert_array_equal(back[name], value, err_msg=name)
+    else:
+      assert back[name] == value, name
+  if methods.get(method).needs_split:
+    assert isinstance(clf.plateau_ratio_, float)  # set by fit, so the check above bites
   classical = methods.get(method).scorer == "classical"
   assert os.path.exists(tmp_path / "det" / "model.skops") == classical
 
