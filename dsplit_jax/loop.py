@@ -120,16 +120,19 @@ def _summary(metrics: dict) -> dict[str, float]:
   return out
 
 
-def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, dict]],
+def run_phase(name: str, state: Any, chunk_fn: Callable[..., tuple[Any, dict]],
               *, total_steps: int, chunk_steps: int, ckpt_dir: str | None,
               progress: Progress | None = None, curve_jobs=None,
               learning_rate: float | None = None,
-              evaluate: Callable[[int, Any], None] | None = None) -> Any:
+              evaluate: Callable[[int, Any], None] | None = None, inputs: tuple = (),
+              real_jobs: int | None = None) -> Any:
   """Runs `total_steps` steps as chunks of `chunk_steps`, resuming from `ckpt_dir`.
 
-  `chunk_fn(state, start_step) -> (state, metrics)` runs `chunk_steps` steps from
-  `start_step`; its metrics are [jobs, steps] arrays (see `_summary`). `total_steps`
-  must be a multiple of `chunk_steps` so that a resumed run takes exactly the same steps.
+  `chunk_fn(state, start_step, *inputs) -> (state, metrics)` runs `chunk_steps` steps
+  from `start_step`; its metrics are [jobs, steps] arrays (see `_summary`), of which the
+  first `real_jobs` rows are real jobs (the rest pad the job axis to the devices and are
+  left out). `total_steps` must be a multiple of `chunk_steps` so that a resumed run
+  takes exactly the same steps.
   With `curve_jobs` (a name per job) and a `ckpt_dir`, every job's losses are appended
   to `ckpt_dir/loss_curves.jsonl` (`curves.read_curves`) and written through a clu
   metric writer (`writers.curve_writer`: the log, TensorBoard files when TensorFlow is
@@ -147,8 +150,35 @@ def run_phase(name: str, state: Any, chunk_fn: Callable[[Any, Any], tuple[Any, d
     curve_out = (os.path.join(ckpt_dir, curves.CURVES_FILE), curve_jobs,
               writers.curve_writer(ckpt_dir, say=lambda line: _say(progress, line)))
   try:
-    return _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress,
-                       curve_out, learning_rate, evaluate)
+    step = 0
+    if manager is not None and manager.latest_step() is not None:
+      step, state = _restore(name, manager, state, progress)
+      logging.info("%s: resumed from step %d", name, step)
+      _say(progress, f"[{name}] resumed at step {step}/{total_steps}" if step else
+           f"[{name}] no checkpoint could be restored; starting the phase afresh")
+    if progress is not None:
+      progress.restart_clock(name, step, total_steps)
+    if evaluate is not None and step == 0:
+      evaluate(0, state)
+    while step < total_steps:
+      state, raw = chunk_fn(state, np.int32(step), *inputs)
+      raw = jax.tree.map(lambda x: np.asarray(x)[:real_jobs], raw)
+      metrics = _summary(raw)
+      if curve_out is not None and np.all([np.isfinite(v) for v in metrics.values()]):
+        curves.append_curves(curve_out[0], name, step, raw, curve_out[1], writer=curve_out[2])
+      step += chunk_steps
+      bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+      if bad:
+        lr = "" if learning_rate is None else f" with learning rate {learning_rate:g}"
+        raise NonFiniteLossError(f"{name}: non-finite {', '.join(bad)} by step {step}/"
+                                 f"{total_steps}{lr}; a lower learning rate may help")
+      if evaluate is not None:
+        evaluate(step, state)
+      if manager is not None:
+        manager.save(step, args=ocp.args.StandardSave(state))
+      if progress is not None:
+        progress(name, step, total_steps, metrics)
+    return state
   except KeyboardInterrupt:
     done = 0
     if manager is not None:
@@ -190,38 +220,6 @@ def _restore(name, manager, state, progress):
       _say(progress, f"[{name}] checkpoint {path} cannot be restored ({type(e).__name__}: "
                      f"{detail}); set aside as {aside}")
   return 0, state
-
-
-def _run_chunks(name, state, chunk_fn, manager, total_steps, chunk_steps, progress, curve_out,
-                learning_rate, evaluate=None):
-  step = 0
-  if manager is not None and manager.latest_step() is not None:
-    step, state = _restore(name, manager, state, progress)
-    logging.info("%s: resumed from step %d", name, step)
-    _say(progress, f"[{name}] resumed at step {step}/{total_steps}" if step else
-         f"[{name}] no checkpoint could be restored; starting the phase afresh")
-  if progress is not None:
-    progress.restart_clock(name, step, total_steps)
-  if evaluate is not None and step == 0:
-    evaluate(0, state)
-  while step < total_steps:
-    state, raw = chunk_fn(state, np.int32(step))
-    metrics = _summary(raw)
-    if curve_out is not None and np.all([np.isfinite(v) for v in metrics.values()]):
-      curves.append_curves(curve_out[0], name, step, raw, curve_out[1], writer=curve_out[2])
-    step += chunk_steps
-    bad = [k for k, v in metrics.items() if not np.isfinite(v)]
-    if bad:
-      lr = "" if learning_rate is None else f" with learning rate {learning_rate:g}"
-      raise NonFiniteLossError(f"{name}: non-finite {', '.join(bad)} by step {step}/"
-                               f"{total_steps}{lr}; a lower learning rate may help")
-    if evaluate is not None:
-      evaluate(step, state)
-    if manager is not None:
-      manager.save(step, args=ocp.args.StandardSave(state))
-    if progress is not None:
-      progress(name, step, total_steps, metrics)
-  return state
 
 
 def phase_done(name: str, ckpt_dir: str | None, total_steps: int) -> bool:

@@ -1,20 +1,26 @@
-"""The method's phases over a stack of jobs: autoencoder, SSIM split, classifier, scores.
+"""The method's phases over a stack of jobs (`data.Jobs`): autoencoder, SSIM split,
+classifier, scores.
 
-Each function takes arrays with a leading job axis J (one job = one normal class and
-seed) plus the shared image pool, pads J to a multiple of the device count, shards the
-job axis over a `Mesh` of all local devices, and returns numpy arrays for the real jobs.
-Padded jobs repeat the last real job and are dropped, so they never change a result.
+Each function takes the jobs (one job = one normal class and seed over the shared image
+pool), pads the job axis to a multiple of the device count, shards it over a `Mesh` of
+all local devices, and returns numpy arrays for the real jobs. Padded jobs repeat the
+last real job and are dropped, so they never change a result.
 
 The compiled programs are built once per run by `make_programs(config, image_shape)`;
 the caller holds them and passes them to every phase:
 
-  programs = pipeline.make_programs(config, pool.shape[1:])
-  ae = pipeline.fit_autoencoders(programs, pool, train_idx, train_count, keys)
+  programs = pipeline.make_programs(config, jobs.pool.shape[1:])
+  ae = pipeline.fit_autoencoders(programs, jobs)
+
+A training phase is a `Phase`: its first state, compiled chunk and inputs on the
+devices, which `loop.run_phase` runs with the caller's checkpoints and progress.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +33,7 @@ from dsplit_jax import loop
 from dsplit_jax import protocols
 from dsplit_jax import split as split_lib
 from dsplit_jax import train
+from dsplit_jax.data import Jobs
 
 
 def _mesh() -> Mesh:
@@ -61,13 +68,6 @@ class JobAxis:
     """Padded outputs -> numpy arrays of the real jobs only."""
     return jax.tree.map(lambda x: np.asarray(x)[:self.num_jobs], tree)
 
-  def real_metrics(self, chunk_fn):
-    """A training chunk whose metrics cover the real jobs only (progress, curves)."""
-    def run(state, start):
-      state, metrics = chunk_fn(state, start)
-      return state, self.take(metrics)
-    return run
-
 
 JOB_MAPS = ("auto", "map", "vmap")
 
@@ -84,33 +84,20 @@ def job_map(config) -> str:
   return "map" if jax.default_backend() == "cpu" else "vmap"
 
 
-def _map_jobs(fn, in_axes):
-  """fn over the job axis one job after another (`lax.map`)."""
-  def mapped(*args):
-    per_job = tuple(a for a, axis in zip(args, in_axes) if axis == 0)
-
-    def one(job_args):
-      it = iter(job_args)
-      return fn(*(next(it) if axis == 0 else a for a, axis in zip(args, in_axes)))
-    return jax.lax.map(one, per_job)
-  # Compiled programs are named after fn, as under vmap (compilation logs, tests).
-  inner = getattr(fn, "func", fn)  # functools.partial
-  mapped.__name__ = mapped.__qualname__ = getattr(inner, "__name__", "mapped")
-  return mapped
-
-
 def over_jobs(fn, in_axes, *, donate: bool = False, mapping: str = "vmap"):
-  """jit(vmap(fn)) (or lax.map, `mapping`, see `job_map`) whose job axis is split over
-  all local devices with `shard_map`.
+  """jit(vmap(fn)) whose job axis is split over all local devices with `shard_map`.
 
-  Each device runs the mapped function on its own slice of jobs, so a job's
-  numbers do not depend on how many devices there are (XLA's automatic partitioning
-  of the same vmapped program gave different SSIMs on 4 fake CPU devices).
-  `in_axes`: 0 for per-job arguments, None for shared ones (replicated).
+  Under `mapping="map"` (see `job_map`) fn is a `sequential_vmap`: the vmap runs it one
+  job after another (`lax.map`). Each device runs the mapped function on its own slice
+  of jobs, so a job's numbers do not depend on how many devices there are (XLA's
+  automatic partitioning of the same vmapped program gave different SSIMs on 4 fake CPU
+  devices). `in_axes`: 0 for per-job arguments, None for shared ones (replicated).
   """
   if mapping not in ("vmap", "map"):
     raise ValueError(f"job_map must be auto, map or vmap, got {mapping!r}")
-  vmapped = jax.vmap(fn, in_axes=in_axes) if mapping == "vmap" else _map_jobs(fn, in_axes)
+  if mapping == "map":
+    fn = jax.custom_batching.sequential_vmap(fn)
+  vmapped = jax.vmap(fn, in_axes=in_axes)
   if jax.device_count() > 1:
     specs = tuple(P("jobs") if a == 0 else P() for a in in_axes)
     vmapped = jax.shard_map(vmapped, mesh=_mesh(), in_specs=specs, out_specs=P("jobs"),
@@ -118,29 +105,35 @@ def over_jobs(fn, in_axes, *, donate: bool = False, mapping: str = "vmap"):
   return jax.jit(vmapped, donate_argnums=(0,) if donate else ())
 
 
-def compiled_chunk(body, in_axes, steps: int, mode: str, mapping: str = "vmap"):
-  """A chunk of `steps` steps of `body(state, step, *job_args)` vmapped over jobs.
+def compiled_chunk(body, inputs: dict, steps: int, mode: str, mapping: str = "vmap"):
+  """`chunk(state, start, *inputs)`: `steps` steps of `body(state, step, **inputs)` of
+  every job, jit(vmap(.)) over jobs (`over_jobs`).
 
-  mode "scan": the whole chunk is one compiled `lax.scan` (the default). mode "host":
-  one compiled call per step, the batch still drawn on the device from the step number;
-  the fast path for lax.conv on XLA:CPU, whose gradients run about 10x slower inside a
-  while loop (BUILD_NOTES.md, "Performance").
+  `inputs` names body's inputs after (state, step), in the chunk's order, each with its
+  job axis (0: one per job, None: shared by all, the image pool).
+  mode "scan": the whole chunk is one compiled `lax.scan` of `body` (the default). mode
+  "host": one compiled call per step, the batch still drawn on the device from the step
+  number; the fast path for lax.conv on XLA:CPU, whose gradients run about 10x slower
+  inside a while loop (BUILD_NOTES.md, "Performance").
   Both modes donate the state (one copy of it on the device, not two): `loop.run_phase`
   never reads a state after passing it on, and orbax copies a saved state to the host
   before `save` returns (BUILD_NOTES.md, "Performance").
   """
+  names = tuple(inputs)
+  in_axes = (0, None) + tuple(inputs.values())
   if mode == "scan":
-    def run(state, start, *args):
-      return train.run_steps(lambda s, t: body(s, t, *args), state, start, steps)
-    return over_jobs(run, (0, None) + in_axes, donate=True, mapping=mapping)
+    def chunk(state, start, *values):
+      return jax.lax.scan(functools.partial(body, **dict(zip(names, values))), state,
+                          start + jnp.arange(steps))
+    return over_jobs(chunk, in_axes, donate=True, mapping=mapping)
   if mode != "host":
     raise ValueError(f"loop mode must be scan or host, got {mode!r}")
-  step_fn = over_jobs(body, (0, None) + in_axes, donate=True, mapping=mapping)
+  step_fn = over_jobs(body, in_axes, donate=True, mapping=mapping)
 
-  def run_host(state, start, *args):
+  def run_host(state, start, *values):
     history = []
     for t in range(int(start), int(start) + steps):
-      state, metrics = step_fn(state, np.int32(t), *args)
+      state, metrics = step_fn(state, np.int32(t), *values)
       history.append(metrics)
     return state, jax.tree.map(lambda *xs: np.stack(xs, axis=1), *history)
   return run_host
@@ -182,8 +175,9 @@ class Programs:
             key, train.mean_pixel(pool, idx, count)), (0, 0, 0, None)),
     }
     self.ae_chunk = compiled_chunk(
-        functools.partial(train.ae_body, model=ae_model, tx=ae_tx, config=config),
-        (0, 0, 0, None), config.ae.chunk_steps, self.mode, self.job_map)
+        functools.partial(train.ae_step, model=ae_model, tx=ae_tx, config=config),
+        dict(key=0, train_idx=0, train_count=0, pool=None), config.ae.chunk_steps,
+        self.mode, self.job_map)
     self.plateau = over(
         lambda params, idx, count, pool: train.plateau_ratio(
             params, pool[idx], count, model=ae_model), (0, 0, 0, None))
@@ -207,7 +201,8 @@ class Programs:
       self._clf_chunks[method] = compiled_chunk(
           functools.partial(train.classifier_body, model=self.classifier, tx=self._clf_tx,
                             config=self.config, method=method),
-          (0, 0, 0, 0, None), self.config.train.chunk_steps, self.mode, self.job_map)
+          dict(key=0, split=0, train_idx=0, train_count=0, pool=None),
+          self.config.train.chunk_steps, self.mode, self.job_map)
     return self._clf_chunks[method]
 
   def check_shape(self, images):
@@ -225,8 +220,53 @@ def _phase_keys(keys, phase):
   return jax.vmap(lambda k: jax.random.fold_in(k, phase))(jnp.asarray(keys))
 
 
-def fit_autoencoders(programs: Programs, pool, train_idx, train_count, keys, *,
-                     ckpt_dir: str | None = None, progress=None, names=None):
+def _num_jobs(jobs: Jobs) -> int:
+  return len(jobs.classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """A training phase of every job, placed on the devices: `loop.run_phase(**loop_args)`
+  runs it (with the caller's `ckpt_dir`, `progress`, ...), `take` keeps the real jobs."""
+  loop_args: dict   # name, state, chunk_fn, inputs, steps, learning rate, evaluate
+  axis: JobAxis
+
+  def take(self, tree):
+    return self.axis.take(tree)
+
+
+def _phase(name, state, chunk, inputs, phase_config, axis, evaluate=None) -> Phase:
+  return Phase(dict(name=name, state=state, chunk_fn=chunk, inputs=inputs,
+                    total_steps=phase_config.steps, chunk_steps=phase_config.chunk_steps,
+                    learning_rate=phase_config.learning_rate, real_jobs=axis.num_jobs,
+                    evaluate=evaluate), axis)
+
+
+def _init_and_step_keys(keys):
+  """Each job's phase key -> (its initialisation's key, its steps' key)."""
+  return jax.vmap(lambda k: jax.random.split(k))(keys).transpose(1, 0, 2)
+
+
+def autoencoder_phase(programs: Programs, jobs: Jobs, attempt: int = 0) -> Phase:
+  """The autoencoders' training of `jobs`; `attempt` > 0: a restart (`fit_autoencoders`)."""
+  config = programs.config
+  programs.check_shape(jobs.pool)
+  axis = JobAxis(_num_jobs(jobs))
+  # A restart starts at the mean pixel's logit; the training chunk is the same program.
+  init = programs.ae_init["mean_logit" if attempt else config.ae.output_bias]
+  keys = _phase_keys(jobs.keys, train.PHASE_AE)
+  if attempt:  # attempt 0 keeps the keys every earlier result was computed with
+    keys = _phase_keys(keys, attempt)
+  init_keys, step_keys = _init_and_step_keys(keys)
+  init_keys, step_keys, idx, count = axis.put((init_keys, step_keys, jobs.train_idx,
+                                               jobs.train_count))
+  pool = axis.replicate(jobs.pool)
+  return _phase("autoencoder", init(init_keys, idx, count, pool), programs.ae_chunk,
+                (step_keys, idx, count, pool), config.ae, axis)
+
+
+def fit_autoencoders(programs: Programs, jobs: Jobs, *, ckpt_dir: str | None = None,
+                     progress=None):
   """Trains one splitting autoencoder per job with MSE; returns stacked params.
 
   A job that ends on the plateau (`train.plateau_ratio` above `ae.plateau_ratio`: its
@@ -239,27 +279,31 @@ def fit_autoencoders(programs: Programs, pool, train_idx, train_count, keys, *,
   (aligned objects: its MSE below `split_lib.ALIGNED_SHARE` of a flat image's), falling
   short of it is not that plateau and a new start costs a fit for nothing: such a job is
   not restarted, one line says so, and the detector's split warning says what to use.
-  `names` label jobs in the progress lines.
   """
   config = programs.config
-  names = names or [f"job {j}" for j in range(len(keys))]
-  params = _fit_autoencoders(programs, pool, train_idx, train_count, keys, 0, ckpt_dir,
-                             progress)
-  aligned = mean_image_shares(programs, pool, train_idx, train_count) < split_lib.ALIGNED_SHARE
-  for attempt in range(1, config.ae.restarts + 2):
-    ratio = plateau_ratios(programs, params, pool, train_idx, train_count)
+  names = [f"class {c} seed {s}" for c, s in zip(jobs.classes, jobs.seeds)]
+  aligned = mean_image_shares(programs, jobs) < split_lib.ALIGNED_SHARE
+  params, todo = None, np.arange(_num_jobs(jobs))
+  for attempt in range(config.ae.restarts + 1):
+    phase = autoencoder_phase(programs, jobs.subset(todo), attempt)
+    ckpt = f"{ckpt_dir}-restart{attempt}" if ckpt_dir and attempt else ckpt_dir
+    state = loop.run_phase(**phase.loop_args, ckpt_dir=ckpt, progress=progress)
+    trained = phase.take(state.params)
+    params = trained if params is None else jax.tree.map(
+        lambda p, q: _put_rows(p, todo, q), params, trained)
+    ratio = plateau_ratios(programs, params, jobs)
     above = ratio > config.ae.plateau_ratio
-    if attempt == 1 and config.ae.restarts and np.any(above & aligned) and progress:
+    if attempt == 0 and config.ae.restarts and np.any(above & aligned) and progress:
       progress.printer(
           "[autoencoder] not restarted: " + ", ".join(
               f"{names[j]} ({ratio[j]:.2f})" for j in np.flatnonzero(above & aligned)) +
           "; on aligned images the mean image is a strong reconstruction, so falling "
           "short of it is not the plateau a new start escapes")
-    stuck = np.flatnonzero(above & ~aligned)
-    if not len(stuck):
+    todo = np.flatnonzero(above & ~aligned)
+    if not len(todo):
       break
-    which = ", ".join(f"{names[j]} ({ratio[j]:.2f})" for j in stuck)
-    if attempt > config.ae.restarts:
+    which = ", ".join(f"{names[j]} ({ratio[j]:.2f})" for j in todo)
+    if attempt == config.ae.restarts:
       if progress:
         progress.printer(
             f"[autoencoder] WARNING: still stuck after {config.ae.restarts} restart(s): "
@@ -269,11 +313,7 @@ def fit_autoencoders(programs: Programs, pool, train_idx, train_count, keys, *,
       progress.printer(
           "[autoencoder] stuck on a plateau (reconstruction MSE / mean image's "
           f"MSE > {config.ae.plateau_ratio:g}): {which}; training them again from a new "
-          f"start ({attempt} of {config.ae.restarts})")
-    again = _fit_autoencoders(
-        programs, pool, train_idx[stuck], train_count[stuck], np.asarray(keys)[stuck],
-        attempt, ckpt_dir and f"{ckpt_dir}-restart{attempt}", progress)
-    params = jax.tree.map(lambda p, q: _put_rows(p, stuck, q), params, again)
+          f"start ({attempt + 1} of {config.ae.restarts})")
   return params
 
 
@@ -283,105 +323,93 @@ def _put_rows(x, rows, values):
   return x
 
 
-def _fit_autoencoders(programs, pool, train_idx, train_count, keys, attempt, ckpt_dir,
-                      progress):
-  config = programs.config
-  programs.check_shape(pool)
-  jobs = JobAxis(len(keys))
-  # A restart starts at the mean pixel's logit; the training chunk is the same program.
-  init = programs.ae_init["mean_logit" if attempt else config.ae.output_bias]
-  phase_keys = _phase_keys(keys, train.PHASE_AE)
-  if attempt:  # attempt 0 keeps the keys every earlier result was computed with
-    phase_keys = _phase_keys(phase_keys, attempt)
-  init_keys, step_keys = jax.vmap(lambda k: jax.random.split(k))(phase_keys).transpose(1, 0, 2)
-  init_keys, step_keys, idx, count = jobs.put((init_keys, step_keys, train_idx, train_count))
-  pool = jobs.replicate(pool)
-  state = init(init_keys, idx, count, pool)
-  state = loop.run_phase(
-      "autoencoder", state,
-      jobs.real_metrics(
-          lambda s, start: programs.ae_chunk(s, start, step_keys, idx, count, pool)),
-      total_steps=config.ae.steps, chunk_steps=config.ae.chunk_steps, ckpt_dir=ckpt_dir,
-      progress=progress, learning_rate=config.ae.learning_rate)
-  return jobs.take(state.params)
-
-
-def plateau_ratios(programs: Programs, ae_params, pool, train_idx, train_count) -> np.ndarray:
+def plateau_ratios(programs: Programs, ae_params, jobs: Jobs) -> np.ndarray:
   """`train.plateau_ratio` of every job on its first `ae.plateau_images` images: [J]."""
+  programs.check_shape(jobs.pool)
+  axis = JobAxis(_num_jobs(jobs))
+  k = min(programs.config.ae.plateau_images, np.asarray(jobs.train_idx).shape[1])
+  count = np.minimum(np.asarray(jobs.train_count), k)
+  params, idx, count = axis.put((ae_params, np.asarray(jobs.train_idx)[:, :k], count))
+  return axis.take(programs.plateau(params, idx, count, axis.replicate(jobs.pool)))
+
+
+def _ssim(programs: Programs, ae_params, pool, idx):
   programs.check_shape(pool)
-  jobs = JobAxis(len(train_idx))
-  k = min(programs.config.ae.plateau_images, np.asarray(train_idx).shape[1])
-  count = np.minimum(np.asarray(train_count), k)
-  params, idx, count = jobs.put((ae_params, np.asarray(train_idx)[:, :k], count))
-  return jobs.take(programs.plateau(params, idx, count, jobs.replicate(pool)))
+  axis = JobAxis(len(idx))
+  params, idx = axis.put((ae_params, idx))
+  return axis.take(programs.ssim(params, idx, axis.replicate(pool)))
 
 
-def mean_image_shares(programs: Programs, pool, train_idx, train_count) -> np.ndarray:
+def mean_image_shares(programs: Programs, jobs: Jobs) -> np.ndarray:
   """`split_lib.mean_image_share` of every job on the images its plateau ratio uses: [J]."""
   k = programs.config.ae.plateau_images
-  pool = np.asarray(pool)
-  return np.array([split_lib.mean_image_share(pool[idx[:min(k, n)]])
-                   for idx, n in zip(np.asarray(train_idx), np.asarray(train_count))])
+  pool = np.asarray(jobs.pool)
+  return np.array([split_lib.mean_image_share(pool[idx[:min(k, n)]]) for idx, n in
+                   zip(np.asarray(jobs.train_idx), np.asarray(jobs.train_count))])
 
 
-def ssim_of(programs: Programs, ae_params, pool, idx):
-  """SSIM of each job's images `pool[idx[j]]` with their reconstruction: [J, len(idx[j])]."""
-  programs.check_shape(pool)
-  jobs = JobAxis(len(idx))
-  params, idx = jobs.put((ae_params, idx))
-  return jobs.take(programs.ssim(params, idx, jobs.replicate(pool)))
+def ssim_of(programs: Programs, ae_params, jobs: Jobs):
+  """SSIM of each job's training images with their reconstruction: [J, Nmax]."""
+  return _ssim(programs, ae_params, jobs.pool, jobs.train_idx)
 
 
-def split(config, ssim_train, train_idx, train_count):
+def images_ssim(programs: Programs, ae_params, images):
+  """SSIM of the same images with every job's reconstruction of them: [J, M]."""
+  num_jobs = len(jax.tree.leaves(ae_params)[0])
+  return _ssim(programs, ae_params, images,
+               np.tile(np.arange(len(images), dtype=np.int32), (num_jobs, 1)))
+
+
+def split(config, ssim_train, jobs: Jobs) -> train.Split:
   """Typical/atypical index arrays of every job from its training SSIM."""
   return jax.tree.map(np.asarray, jax.vmap(functools.partial(
-      train.split_by_ssim, rho=config.rho))(jnp.asarray(ssim_train), jnp.asarray(train_idx),
-                                            jnp.asarray(train_count)))
+      train.split_by_ssim, rho=config.rho))(jnp.asarray(ssim_train),
+                                            jnp.asarray(jobs.train_idx),
+                                            jnp.asarray(jobs.train_count)))
 
 
-def fit_classifiers(programs: Programs, method: str, pool, train_idx, train_count,
-                    splits: train.Split | None, keys, *, ckpt_dir: str | None = None,
-                    progress=None, names=None, eval_images=None, eval_every: int = 0,
-                    on_eval=None):
-  """Trains one classifier per job with `method`'s losses; returns stacked params.
+def classifier_phase(programs: Programs, jobs: Jobs, method: str,
+                     splits: train.Split | None, *, on_eval=None) -> Phase:
+  """The classifiers' training of `jobs` with `method`'s losses on their `splits`.
 
-  With `names` (one per job) and `ckpt_dir`, each job's loss curves are saved there.
-  With `eval_images` and `on_eval`, the classifiers score those images at
-  `protocols.eval_steps(eval_every, train.steps)`, and `on_eval(step, scores [J, M])`
+  With `on_eval`, the classifiers score `jobs.test_images` at
+  `protocols.eval_steps(eval.every, train.steps)`, and `on_eval(step, scores [J, M])`
   receives them (`protocols`: checkpoints scored on the test split).
   """
   config = programs.config
-  programs.check_shape(pool)
-  chunk = programs.clf_chunk(method)
-  jobs = JobAxis(len(keys))
+  programs.check_shape(jobs.pool)
+  axis = JobAxis(_num_jobs(jobs))
   if splits is None:  # naive_nn: no split; the fields are unused but keep one shape.
-    splits = train.Split(train_idx, train_count, train_idx, train_count)
-  phase_keys = _phase_keys(keys, train.PHASE_CLASSIFIER)
-  init_keys, step_keys = jax.vmap(lambda k: jax.random.split(k))(phase_keys).transpose(1, 0, 2)
-  init_keys, step_keys, splits, idx, count = jobs.put(
-      (init_keys, step_keys, splits, train_idx, train_count))
-  pool = jobs.replicate(pool)
-  state = programs.clf_init(init_keys)
+    splits = train.Split(jobs.train_idx, jobs.train_count, jobs.train_idx, jobs.train_count)
+  init_keys, step_keys = _init_and_step_keys(_phase_keys(jobs.keys, train.PHASE_CLASSIFIER))
+  init_keys, step_keys, splits, idx, count = axis.put(
+      (init_keys, step_keys, splits, jobs.train_idx, jobs.train_count))
+  pool = axis.replicate(jobs.pool)
   evaluate = None
-  if eval_images is not None and on_eval is not None:
-    programs.check_shape(eval_images)
-    images = jobs.replicate(eval_images)
-    scored = set(protocols.eval_steps(eval_every, config.train.steps))
+  if on_eval is not None:
+    programs.check_shape(jobs.test_images)
+    images = axis.replicate(jobs.test_images)
+    scored = set(protocols.eval_steps(config.eval.every, config.train.steps))
 
     def evaluate(step, state):
       if step in scored:
-        on_eval(step, jobs.take(programs.scores(state.params, images)))
-  state = loop.run_phase(
-      method, state,
-      jobs.real_metrics(lambda s, start: chunk(s, start, step_keys, splits, idx, count, pool)),
-      total_steps=config.train.steps, chunk_steps=config.train.chunk_steps,
-      ckpt_dir=ckpt_dir, progress=progress, curve_jobs=names,
-      learning_rate=config.train.learning_rate, evaluate=evaluate)
-  return jobs.take(state.params)
+        on_eval(step, axis.take(programs.scores(state.params, images)))
+  return _phase(method, programs.clf_init(init_keys), programs.clf_chunk(method),
+                (step_keys, splits, idx, count, pool), config.train, axis, evaluate)
+
+
+def fit_classifiers(programs: Programs, jobs: Jobs, method: str, splits: train.Split | None,
+                    *, ckpt_dir: str | None = None, progress=None, on_eval=None):
+  """Trains one classifier per job (`classifier_phase`); returns stacked params. With
+  `ckpt_dir`, each job's loss curves are saved there."""
+  phase = classifier_phase(programs, jobs, method, splits, on_eval=on_eval)
+  state = loop.run_phase(**phase.loop_args, ckpt_dir=ckpt_dir, progress=progress,
+                         curve_jobs=jobs.names)
+  return phase.take(state.params)
 
 
 def classifier_scores(programs: Programs, params, images) -> np.ndarray:
   """Anomaly scores [J, M] of every job's classifier on the same images."""
   programs.check_shape(images)
-  jobs = JobAxis(len(jax.tree.leaves(params)[0]))
-  return jobs.take(programs.scores(jobs.put(params), jobs.replicate(images)))
+  axis = JobAxis(len(jax.tree.leaves(params)[0]))
+  return axis.take(programs.scores(axis.put(params), axis.replicate(images)))

@@ -36,9 +36,14 @@ from dsplit_jax import workdir as workdir_lib
 from dsplit_jax.baselines import classical
 from dsplit_jax.baselines import dsvdd
 
+def _run_fields(config) -> dict:
+  """What a run dir is made by: its config's hashed fields and the method."""
+  return dict(configs.hashed_fields(config), method=config.method)
+
+
 def check_run_dir(run_dir, config):
   """A run dir belongs to one config: resuming with another would mix two runs."""
-  records.check_run_dir(run_dir, dict(configs.hashed_fields(config), method=config.method))
+  records.check_run_dir(run_dir, dict(fields, method=config.method))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[dict]:
@@ -48,13 +53,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
   resumes from its checkpoints, so running the same command again finishes the work.
   """
   validation.validate(config)
+  fields = configs.hashed_fields(config)  # what the run dir and the records are made by
+  chash = configs.digest(fields)  # = configs.config_hash(config)
   spec = methods.get(config.method)  # the one lookup; passed down from here
   progress = progress or loop.Progress()
   jobs = data.load_jobs(config)
   if jobs.test_images is None:
     raise configs.ConfigError(f"{config.dataset} in {config.data_dir} has no test split to compute "
                       "an AUC on; use dsplit_jax.OneClassClassifier or --score_dir")
-  chash = configs.config_hash(config)
   results = records.results_path(workdir)
   done = [r for r in records.read_records(
       results, dataset=config.dataset, method=config.method, rho=float(config.rho),
@@ -67,49 +73,50 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[
     return done
   jobs = jobs.subset(todo)
   run_dir = records.run_dir(workdir, config, jobs.classes, jobs.seeds, chash)
-  check_run_dir(run_dir, config)
+  records.check_run_dir(run_dir, dict(fields, method=config.method))
   progress.printer(f"[{config.method}] {len(jobs.classes)} jobs (classes "
                    f"{sorted(set(jobs.classes))} x seeds {sorted(set(jobs.seeds))}) on "
                    f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
   start = time.time()
   fitted, scores = RUNS[spec.scorer](config, spec, jobs, workdir=workdir, run_dir=run_dir,
                                      progress=progress)
-  if "ssim_train" in fitted:
-    for j, (c, s) in enumerate(zip(jobs.classes, jobs.seeds)):
-      n = jobs.train_count[j]
-      records.save_split(records.split_path(workdir, config.dataset, c, s),
-                         fitted["ssim_train"][j, :n],
-                         jobs.pool_split_index[jobs.train_idx[j, :n]])
   wall = time.time() - start
-  return done + _write_records(config, spec, jobs, scores, workdir, run_dir, chash, wall, progress,
-                               fitted.get("plateau_ratio"), fitted.get("step_scores"))
+  return done + _write_records(config, spec, jobs, fitted, scores, workdir, run_dir, chash,
+                               wall, progress)
 
 
-def _write_records(config, spec, jobs, scores, workdir, run_dir, chash, wall, progress,
-                   plateau_ratio=None, step_scores=None):
-  """Per job: its AUC under `config.eval.protocol`, its score file and its record (with
-  the run's final losses, and the AUCs of the scored checkpoints)."""
+def _write_records(config, spec, jobs, fitted, scores, workdir, run_dir, chash, wall,
+                   progress):
+  """Per job: its split (where the method has one), its AUC under
+  `config.eval.protocol`, its score file and its record (with the run's final losses,
+  and the AUCs of the scored checkpoints)."""
   final = curves.final_losses(run_dir, config.method) if spec.trains_classifier else {}
+  job_map = pipeline.job_map(config)
   data_files = data.describe_sources(config)
+  step_scores = fitted.get("step_scores") or {}
   new = []
   for j, (c, s, name) in enumerate(zip(jobs.classes, jobs.seeds, jobs.names)):
     labels = jobs.test_labels(j)
     evaluated = protocols.evaluate(
         config.eval, labels, scores[j], config.train.steps if spec.trains_classifier else 0,
-        {step: s_all[j] for step, s_all in (step_scores or {}).items()})
+        {step: s_all[j] for step, s_all in step_scores.items()})
     auc = evaluated.pop("auc")
+    if "ssim_train" in fitted:
+      n = jobs.train_count[j]
+      records.save_split(records.split_path(workdir, config.dataset, c, s),
+                         fitted["ssim_train"][j, :n],
+                         jobs.pool_split_index[jobs.train_idx[j, :n]])
     records.save_scores(records.scores_path(workdir, config.dataset, c, config.method,
                                             config.rho, s, chash), scores[j], labels)
     extra = {"final_losses": final.get(name, {})} if spec.trains_classifier else {}
-    if plateau_ratio is not None:
-      extra["ae_plateau_ratio"] = round(float(plateau_ratio[j]), 4)
+    if "plateau_ratio" in fitted:
+      extra["ae_plateau_ratio"] = round(float(fitted["plateau_ratio"][j]), 4)
     extra.update(evaluated)
     rec = records.make_record(
         dataset=config.dataset, normal_class=c, method=config.method, seed=s,
         rho=float(config.rho), auc=auc, config=config, wall_time_s=wall / len(jobs.classes),
         config_hash=chash, preset=config.preset, program_wall_time_s=wall,
-        program_jobs=len(jobs.classes), job_map=pipeline.job_map(config),
-        data_files=data_files, **extra)
+        program_jobs=len(jobs.classes), job_map=job_map, data_files=data_files, **extra)
     if records.writer():
       records.append_record(records.results_path(workdir), rec)
     new.append(rec)
@@ -121,33 +128,35 @@ def _write_records(config, spec, jobs, scores, workdir, run_dir, chash, wall, pr
   return new
 
 
-def fit(programs: pipeline.Programs, method: str, jobs: data.Jobs, *,
-        workdir: str | None = None, run_dir: str | None = None, progress=None) -> dict:
-  """`_fit` of the method called `method` (the API's entry)."""
-  return _fit(programs, methods.get(method), jobs, workdir=workdir, run_dir=run_dir,
-              progress=progress)
+def _networks(config, spec: methods.Method, jobs: data.Jobs, *, workdir: str | None,
+              run_dir: str | None, progress, programs: pipeline.Programs | None = None):
+  """RUNS entry of the network methods: trains `spec`'s networks for every job; returns
+  what scoring needs (stacked over jobs), and the scores of `jobs.test_images` (None
+  without a test split).
 
-
-def _fit(programs: pipeline.Programs, spec: methods.Method, jobs: data.Jobs, *,
-         workdir: str | None = None, run_dir: str | None = None, progress=None) -> dict:
-  """Trains `spec`'s method for every job with `programs` (`pipeline.make_programs` of the
-  run's config and image shape); returns what scoring needs (stacked over jobs):
-  `ae_params`, `ssim_train` and `plateau_ratio` where it needs the split, `params` of
-  the classifier, and `step_scores` (step -> test scores [J, M] of the classifiers at
-  their checkpoints) where `config.eval` asks for them (`protocols`)."""
-  config = programs.config
+  Fitted: `ae_params`, `ssim_train` and `plateau_ratio` where the method needs the split
+  (the autoencoders cached in the work dir, trained only for jobs that have none), the
+  classifier's `params`, and `step_scores` (step -> test scores [J, M] of the
+  classifiers at their checkpoints) where `config.eval` asks for them (`protocols`).
+  The phases' device programs are `pipeline`'s (`programs`: this run's, built here
+  unless given); their checkpoints, curves and evaluations are this run's folders'.
+  """
+  programs = programs or pipeline.make_programs(config, jobs.pool.shape[1:])
   method = spec.name
   fitted = {}
   if spec.needs_split:
-    fitted["ae_params"] = _autoencoders(programs, jobs, workdir, progress)
-    fitted["ssim_train"] = pipeline.ssim_of(programs, fitted["ae_params"], jobs.pool,
-                                            jobs.train_idx)
+    cache = _AutoencoderCache(programs, jobs, workdir, progress)
+    if cache.missing:
+      todo = jobs.subset(cache.missing)
+      cache.add(pipeline.fit_autoencoders(programs, todo, ckpt_dir=cache.ckpt_dir(todo),
+                                          progress=progress))
+    fitted["ae_params"] = cache.params()
+    fitted["ssim_train"] = pipeline.ssim_of(programs, fitted["ae_params"], jobs)
     # Kept in the records, so a table can show that no split came from a stuck
     # autoencoder (ratio > ae.plateau_ratio; BUILD_NOTES.md, "The method").
-    fitted["plateau_ratio"] = pipeline.plateau_ratios(
-        programs, fitted["ae_params"], jobs.pool, jobs.train_idx, jobs.train_count)
+    fitted["plateau_ratio"] = pipeline.plateau_ratios(programs, fitted["ae_params"], jobs)
   if spec.trains_classifier:
-    splits = (pipeline.split(config, fitted["ssim_train"], jobs.train_idx, jobs.train_count)
+    splits = (pipeline.split(config, fitted["ssim_train"], jobs)
               if spec.labels_from_split else None)
     if splits is not None and progress:
       progress.printer(split_line(config.rho, int(splits.atypical_count[0]),
@@ -160,15 +169,26 @@ def _fit(programs: pipeline.Programs, spec: methods.Method, jobs: data.Jobs, *,
       step_scores[step] = scores
       if run_dir:  # a resumed run reads the steps it evaluated before from here
         records.save_npz(records.eval_scores_path(run_dir, method, step), scores=scores)
-    fitted["params"] = pipeline.fit_classifiers(
-        programs, method, jobs.pool, jobs.train_idx, jobs.train_count, splits, jobs.keys,
-        ckpt_dir=run_dir, progress=progress, names=jobs.names,
-        eval_images=jobs.test_images if evaluating else None,
-        eval_every=config.eval.every, on_eval=on_eval if evaluating else None)
+    phase = pipeline.classifier_phase(programs, jobs, method, splits,
+                                      on_eval=on_eval if evaluating else None)
+    state = loop.run_phase(**phase.loop_args, ckpt_dir=run_dir, progress=progress,
+                           curve_jobs=jobs.names)
+    fitted["params"] = phase.take(state.params)
     if evaluating:
       fitted["step_scores"] = {**(records.read_eval_scores(run_dir, method) if run_dir
                                   else {}), **step_scores}
-  return fitted
+  scores = (None if jobs.test_images is None else
+            SCORES[spec.scorer](programs, fitted, jobs.test_images))
+  return fitted, scores
+
+
+def fit(programs: pipeline.Programs, method: str, jobs: data.Jobs, *,
+        workdir: str | None = None, run_dir: str | None = None, progress=None) -> dict:
+  """The networks of the method called `method`, fitted with `programs`
+  (`pipeline.make_programs` of the config and image shape) as `run` fits them (the API's
+  entry; jobs without a test split)."""
+  return _networks(programs.config, methods.get(method), jobs, workdir=workdir,
+                   run_dir=run_dir, progress=progress, programs=programs)[0]
 
 
 def _classifier_scores(programs, fitted, images):
@@ -176,9 +196,7 @@ def _classifier_scores(programs, fitted, images):
 
 
 def _ssim_scores(programs, fitted, images):
-  num_jobs = len(jax.tree.leaves(fitted["ae_params"])[0])
-  idx = np.tile(np.arange(len(images), dtype=np.int32), (num_jobs, 1))
-  return -pipeline.ssim_of(programs, fitted["ae_params"], images, idx)
+  return -pipeline.images_ssim(programs, fitted["ae_params"], images)
 
 
 # Anomaly scores of `fit`'s networks, by `methods.Scorer.name` (those with fitted_params).
@@ -188,19 +206,10 @@ SCORES = {"classifier": _classifier_scores, "ssim": _ssim_scores}
 def score(programs: pipeline.Programs, method: str, fitted: dict,
           images: np.ndarray) -> np.ndarray:
   """Anomaly scores [J, M] of `fit`'s networks, higher = more abnormal."""
-  return _score(programs, methods.get(method), fitted, images)
-
-
-def _score(programs, spec: methods.Method, fitted: dict, images) -> np.ndarray:
+  spec = methods.get(method)
   if spec.scorer not in SCORES:
     raise ValueError(f"{spec.name} has no fitted scorer")
   return SCORES[spec.scorer](programs, fitted, images)
-
-
-def _fit_networks_and_score(config, spec, jobs, *, workdir, run_dir, progress):
-  programs = pipeline.make_programs(config, jobs.pool.shape[1:])  # this run's, held here
-  fitted = _fit(programs, spec, jobs, workdir=workdir, run_dir=run_dir, progress=progress)
-  return fitted, _score(programs, spec, fitted, jobs.test_images)
 
 
 def _classical_run(config, spec, jobs, *, workdir, run_dir, progress):
@@ -214,7 +223,7 @@ def _dsvdd_run(config, spec, jobs, *, workdir, run_dir, progress):
 
 
 # How `run` fits and scores, by `methods.Scorer.name`: (fitted, test scores [J, M]).
-RUNS = {"classifier": _fit_networks_and_score, "ssim": _fit_networks_and_score,
+RUNS = {"classifier": _networks, "ssim": _networks,
         "dsvdd": _dsvdd_run, "classical": _classical_run}
 
 
@@ -243,30 +252,38 @@ def split_line(rho: float, used: int, count: int) -> str:
 
 # ------------------------------------------------------- the autoencoder cache
 
-def _autoencoders(programs, jobs: data.Jobs, workdir, progress):
-  """Splitting autoencoders, trained only for jobs that have none saved yet."""
-  config = programs.config
-  # Shapes only (from_bytes replaces every leaf): nothing to compile or run.
-  template = jax.eval_shape(programs.ae_model.init, jax.random.PRNGKey(0), jobs.pool[:1])
-  ae_dir = (records.autoencoder_dir(workdir, config.dataset, configs.autoencoder_hash(config),
-                                    jobs.pool.shape[1:]) if workdir else None)
-  paths = [records.autoencoder_path(ae_dir, c, s) if ae_dir else None
-           for c, s in zip(jobs.classes, jobs.seeds)]
-  trained = {j: _load_autoencoder(template, p, progress) for j, p in enumerate(paths)
-             if p and os.path.exists(p)}
-  missing = [j for j in range(len(paths)) if trained.get(j) is None]
-  if missing:
-    sub = jobs.subset(missing)
-    ckpt = records.autoencoder_ckpt_dir(ae_dir, sub.classes, sub.seeds) if ae_dir else None
-    params = pipeline.fit_autoencoders(programs, jobs.pool, sub.train_idx, sub.train_count,
-                                       sub.keys, ckpt_dir=ckpt, progress=progress,
-                                       names=[f"class {c} seed {s}"
-                                              for c, s in zip(sub.classes, sub.seeds)])
-    for k, j in enumerate(missing):
-      trained[j] = jax.tree.map(lambda x: x[k], params)
-      if paths[j]:
-        records.atomic_write(paths[j], flax.serialization.to_bytes(trained[j]))
-  return jax.tree.map(lambda *xs: np.stack(xs), *[trained[j] for j in range(len(paths))])
+class _AutoencoderCache:
+  """The splitting autoencoders of `jobs` saved in the work dir (none without one):
+  reads them on creation; `missing` are the jobs to train, `add` saves what they got."""
+
+  def __init__(self, programs, jobs: data.Jobs, workdir, progress):
+    config = programs.config
+    # Shapes only (from_bytes replaces every leaf): nothing to compile or run.
+    template = jax.eval_shape(programs.ae_model.init, jax.random.PRNGKey(0), jobs.pool[:1])
+    self.ae_dir = (records.autoencoder_dir(workdir, config.dataset,
+                                           configs.autoencoder_hash(config),
+                                           jobs.pool.shape[1:]) if workdir else None)
+    self.paths = [records.autoencoder_path(self.ae_dir, c, s) if self.ae_dir else None
+                  for c, s in zip(jobs.classes, jobs.seeds)]
+    self.trained = {j: _load_autoencoder(template, p, progress)
+                    for j, p in enumerate(self.paths) if p and os.path.exists(p)}
+    self.missing = [j for j in range(len(self.paths)) if self.trained.get(j) is None]
+
+  def ckpt_dir(self, todo: data.Jobs):
+    return (records.autoencoder_ckpt_dir(self.ae_dir, todo.classes, todo.seeds)
+            if self.ae_dir else None)
+
+  def add(self, params):
+    """Saves the params [len(missing), ...] of the missing jobs."""
+    for k, j in enumerate(self.missing):
+      self.trained[j] = jax.tree.map(lambda x: x[k], params)
+      if self.paths[j]:
+        records.atomic_write(self.paths[j], flax.serialization.to_bytes(self.trained[j]))
+    self.missing = []
+
+  def params(self):
+    return jax.tree.map(lambda *xs: np.stack(xs), *[self.trained[j]
+                                                    for j in range(len(self.paths))])
 
 
 def _load_autoencoder(template, path, progress):

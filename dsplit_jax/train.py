@@ -168,26 +168,21 @@ def mean_pixel(pool, idx, count) -> jax.Array:
   return jnp.tensordot(mask, per_image, axes=1) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def ae_step(state: AEState, images, *, model, tx, weight_decay: float,
-            l2=models.conv_kernel_l2):
+def ae_step(state: AEState, step, key, train_idx, train_count, pool, *, model, tx, config):
+  """One autoencoder step of one job; the batch is drawn in the graph from `step`."""
+  images = draw(jax.random.fold_in(key, step), pool, train_idx, train_count,
+                config.ae.batch_size)
   params, rest = _partition(state.params)
+  l2 = l2_penalty(config.model.ae_arch)
 
   def loss_fn(p):
     reconstruction, new_rest = _apply_train(model, {**rest, **p}, images)
     mse = jnp.mean(jnp.square(reconstruction - images))
-    return mse + weight_decay * l2(p), (mse, new_rest)
+    return mse + config.ae.weight_decay * l2(p), (mse, new_rest)
   grads, (mse, new_rest) = jax.grad(loss_fn, has_aux=True)(params)
   updates, opt_state = tx.update(grads, state.opt_state, params)
   params = {**rest, **new_rest, **optax.apply_updates(params, updates)}
   return AEState(params, opt_state), {"mse": mse}
-
-
-def ae_body(state, step, key, train_idx, train_count, pool, *, model, tx, config):
-  """One autoencoder step of one job; the batch is drawn in the graph from `step`."""
-  images = draw(jax.random.fold_in(key, step), pool, train_idx, train_count,
-                config.ae.batch_size)
-  return ae_step(state, images, model=model, tx=tx, weight_decay=config.ae.weight_decay,
-                 l2=l2_penalty(config.model.ae_arch))
 
 
 # ---------------------------------------------------------------------- classifier
@@ -324,34 +319,37 @@ def classifier_body(state, step, key, split: Split, train_idx, train_count, pool
   pairs = config.train.pairs
   b_pairs = pair_batch_size(b, pairs)
 
-  def step_of(name):
+  def loss_step(name):
+    """(batch, update) of loss `name`: its images, and its step as a partial to call on
+    them, so that the step is called from this body itself."""
     loss = LOSSES[name]
     k = keys[loss.stream]
     if loss.pairs:
-      def pair(state):
-        x = draw(k, pool, *_pool(split, train_idx, train_count, loss.images), b_pairs)
-        return pair_step(state, x, name=name, target=loss.target, pairs=pairs,
-                         dropout_key=dropout_key(k), **kw)
-      return pair
-
-    def intra(state):
-      if spec.labels_from_split:
-        x = jnp.concatenate([
-            draw(k, pool, split.typical_idx, split.typical_count, b - n_atyp),
-            draw(keys[2], pool, split.atypical_idx, split.atypical_count, n_atyp)])
-        y = jnp.concatenate([jnp.zeros(b - n_atyp), jnp.ones(n_atyp)])
-      else:  # naive_nn: every normal image, labelled 0
-        x, y = draw(k, pool, train_idx, train_count, b), jnp.zeros(b)
-      return intra_class_step(state, x, y, dropout_key=dropout_key(k), **kw)
-    return intra
-  fns = [step_of(name) for name in spec.losses]
-  if len(fns) > 1 and config.train.schedule == "epochs":
+      x = draw(k, pool, *_pool(split, train_idx, train_count, loss.images), b_pairs)
+      return x, functools.partial(pair_step, name=name, target=loss.target, pairs=pairs,
+                                  dropout_key=dropout_key(k), **kw)
+    if spec.labels_from_split:
+      x = jnp.concatenate([
+          draw(k, pool, split.typical_idx, split.typical_count, b - n_atyp),
+          draw(keys[2], pool, split.atypical_idx, split.atypical_count, n_atyp)])
+      y = jnp.concatenate([jnp.zeros(b - n_atyp), jnp.ones(n_atyp)])
+    else:  # naive_nn: every normal image, labelled 0
+      x, y = draw(k, pool, train_idx, train_count, b), jnp.zeros(b)
+    return x, functools.partial(intra_class_step, labels=y, dropout_key=dropout_key(k), **kw)
+  if len(spec.losses) > 1 and config.train.schedule == "epochs":
+    def epoch_of(name):  # the batch is drawn inside the branch that runs
+      def run(state):
+        x, update = loss_step(name)
+        return update(state, x)
+      return run
     counts = [_pool(split, train_idx, train_count, LOSSES[name].images)[1]
               for name in spec.losses]
-    return _one_epoch_step(state, step, fns, spec.losses, counts, b)
+    return _one_epoch_step(state, step, [epoch_of(name) for name in spec.losses],
+                           spec.losses, counts, b)
   metrics = {}
-  for fn in fns:
-    state, m = fn(state)
+  for name in spec.losses:
+    x, update = loss_step(name)
+    state, m = update(state, x)
     metrics.update(m)
   return state, metrics
 
@@ -460,11 +458,6 @@ def classifier_scores(params, images, *, model, config) -> jax.Array:
   """Anomaly scores: the classifier's logit (higher = more atypical = more abnormal)."""
   return jax.lax.map(lambda x: model.apply(params, x[None])[0][0], images,
                      batch_size=config.eval_batch_size)
-
-
-def run_steps(body, state, start_step, steps: int):
-  """`steps` calls of `body(state, step)` as one `lax.scan` (the accelerator path)."""
-  return jax.lax.scan(body, state, start_step + jnp.arange(steps))
 
 
 LR_DECAYS = ("none", "cosine")

@@ -44,15 +44,12 @@ def main():
     progress = loop.Progress(printer=lambda line: "plateau" in line and print(line))
     start = time.time()
     programs = pipeline.make_programs(config, jobs.pool.shape[1:])
-    params = pipeline.fit_autoencoders(programs, jobs.pool, jobs.train_idx, jobs.train_count,
-                                       jobs.keys, progress=progress)
+    params = pipeline.fit_autoencoders(programs, jobs, progress=progress)
     wall = time.time() - start
     mse = progress.history[-1]["mse"]
-    idx = np.arange(len(jobs.test_images), dtype=np.int32)[None]
-    ssim = pipeline.ssim_of(programs, params, jobs.test_images, idx)[0]
+    ssim = pipeline.images_ssim(programs, params, jobs.test_images)[0]
     auc = metrics.auc((jobs.test_classes != c).astype(np.int32), -ssim)
-    ratio = pipeline.plateau_ratios(programs, params, jobs.pool, jobs.train_idx,
-                                    jobs.train_count)[0]
+    ratio = pipeline.plateau_ratios(programs, params, jobs)[0]
     print(f"| {c} | {mse:.4f} | {ratio:.2f} | {100 * auc:.1f} | {wall:.0f} |", flush=True)
 
 

@@ -33,12 +33,10 @@ def _matmul_gflops(n=2048, reps=5):
 
 
 def _work(programs, jobs):
-  ae = pipeline.fit_autoencoders(programs, jobs.pool, jobs.train_idx, jobs.train_count,
-                                 jobs.keys)
-  ssim = pipeline.ssim_of(programs, ae, jobs.pool, jobs.train_idx)
-  splits = pipeline.split(programs.config, ssim, jobs.train_idx, jobs.train_count)
-  params = pipeline.fit_classifiers(programs, "dsplit", jobs.pool, jobs.train_idx,
-                                    jobs.train_count, splits, jobs.keys)
+  ae = pipeline.fit_autoencoders(programs, jobs)
+  ssim = pipeline.ssim_of(programs, ae, jobs)
+  splits = pipeline.split(programs.config, ssim, jobs)
+  params = pipeline.fit_classifiers(programs, jobs, "dsplit", splits)
   jax.block_until_ready(params)
 
 
@@ -53,8 +51,10 @@ def _step_flops(config, image_shape):
     return float(cost.get("flops", 0.0))
   ae_state = train.init_ae_state(jax.random.PRNGKey(0), model=ae_model,
                                  tx=train.optimizer(config.ae), image_shape=image_shape)
-  f_ae = flops(lambda s, x: train.ae_step(s, x, model=ae_model, tx=train.optimizer(config.ae),
-                                          weight_decay=0.0), ae_state, x)
+  n = len(x)  # one step on a batch of the first n pool images
+  f_ae = flops(lambda s, x: train.ae_step(
+      s, 0, jax.random.PRNGKey(0), jnp.arange(n), n, x, model=ae_model,
+      tx=train.optimizer(config.ae), config=config), ae_state, x)
   tx = train.optimizer(config.train)
   st = train.init_classifier_state(jax.random.PRNGKey(0), model=model, tx=tx,
                                    image_shape=image_shape)

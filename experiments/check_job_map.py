@@ -7,6 +7,7 @@ Prints the largest difference of job 0's scores and SSIMs from its single-job ru
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -18,17 +19,23 @@ from dsplit_jax import data
 from dsplit_jax import pipeline
 
 
-def fit_and_score(programs, images, idx, count, keys, rows, test_images):
+def stacked_jobs(images, idx, count, classes, seeds) -> data.Jobs:
+  """Jobs (class, seed) over `images`, job j on `images[idx[j, :count[j]]]`."""
+  return dataclasses.replace(data.Jobs.of_images(images, seed=0), classes=list(classes),
+                             seeds=list(seeds), train_idx=idx, train_count=count)
+
+
+def fit_and_score(programs, jobs: data.Jobs, rows, test_images):
   """dsplit on the jobs `rows` in one program: (scores [J, M], training SSIMs [J, N]).
 
   `programs`: `pipeline.make_programs` of the config and image shape, held by the caller
   across its runs.
   """
-  ae = pipeline.fit_autoencoders(programs, images, idx[rows], count[rows], keys[rows])
-  ssim = pipeline.ssim_of(programs, ae, images, idx[rows])
-  splits = pipeline.split(programs.config, ssim, idx[rows], count[rows])
-  params = pipeline.fit_classifiers(programs, "dsplit", images, idx[rows], count[rows],
-                                    splits, keys[rows])
+  jobs = jobs.subset(rows)
+  ae = pipeline.fit_autoencoders(programs, jobs)
+  ssim = pipeline.ssim_of(programs, ae, jobs)
+  splits = pipeline.split(programs.config, ssim, jobs)
+  params = pipeline.fit_classifiers(programs, jobs, "dsplit", splits)
   return pipeline.classifier_scores(programs, params, test_images), ssim
 
 
@@ -49,14 +56,13 @@ def main(argv=None):
   images = data.preprocessing.unit_interval(np.concatenate([x[y == c][:n] for c in (0, 1)]))
   idx = np.stack([np.arange(n), np.arange(n, 2 * n)] * 2).astype(np.int32)
   count = np.full(4, n, np.int32)
-  keys = data.job_keys([0, 0, 1, 1], [0, 1, 0, 1])
+  jobs = stacked_jobs(images, idx, count, classes=[0, 1, 0, 1], seeds=[0, 0, 1, 1])
   programs = pipeline.make_programs(config, images.shape[1:])
 
   t = time.time()
   out = {}
   for j in (1, 2, 4):
-    scores, ssim = fit_and_score(programs, images, idx, count, keys, list(range(j)),
-                                 images[::3])
+    scores, ssim = fit_and_score(programs, jobs, list(range(j)), images[::3])
     out[j] = scores[0], ssim[0]
   print(json.dumps(dict(
       job_map=args.job_map, preset=args.preset, steps=args.steps,

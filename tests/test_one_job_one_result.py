@@ -23,13 +23,13 @@ def test_a_job_alone_equals_the_job_beside_others(mnist_dir):
   images = np.concatenate([x[y == c][:n] for c in (0, 1)]).astype(np.float32) / 255
   idx = np.stack([np.arange(n), np.arange(n, 2 * n), np.arange(n)]).astype(np.int32)
   count = np.full(3, n, np.int32)
-  keys = data.job_keys([0, 0, 1], [0, 1, 0])  # (seed, class): digit 0 s0, 1 s0, 0 s1
+  # digit 0 seed 0, 1 seed 0, 0 seed 1
+  jobs = check_job_map.stacked_jobs(images, idx, count, classes=[0, 1, 0], seeds=[0, 0, 1])
   programs = pipeline.make_programs(config, images.shape[1:])
 
-  alone, ssim_alone = check_job_map.fit_and_score(programs, images, idx, count, keys, [0],
-                                                   images[::4])
-  together, ssim_together = check_job_map.fit_and_score(programs, images, idx, count, keys,
-                                                        [0, 1, 2], images[::4])
+  alone, ssim_alone = check_job_map.fit_and_score(programs, jobs, [0], images[::4])
+  together, ssim_together = check_job_map.fit_and_score(programs, jobs, [0, 1, 2],
+                                                        images[::4])
   np.testing.assert_array_equal(ssim_alone[0], ssim_together[0])
   np.testing.assert_array_equal(alone[0], together[0])
   assert np.ptp(together[0]) > 0 and not np.array_equal(together[0], together[2])

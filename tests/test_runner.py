@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dsplit_jax import configs
+from dsplit_jax import data
 from dsplit_jax import methods
 from dsplit_jax import records
 from dsplit_jax import runner
@@ -151,11 +152,10 @@ def test_job_map_stays_out_of_the_hashes():
 def test_the_printed_split_size_is_the_one_used():
   from dsplit_jax import pipeline
   config = configs.get_preset("test")
-  idx = np.arange(40, dtype=np.int32)[None]
   ssim = np.linspace(0, 1, 40, dtype=np.float32)[None]
   for rho, used, note in ((10.0, 4, False), (0.001, 2, True), (99.0, 38, True)):
     config.rho = rho
-    split = pipeline.split(config, ssim, idx, np.array([40], np.int32))
+    split = pipeline.split(config, ssim, data.Jobs.of_images(np.zeros((40, 1, 1, 1)), 0))
     assert int(split.atypical_count[0]) == used
     line = runner.split_line(rho, used, 40)
     assert line.startswith(f"[split] rho={rho:g}%: {used} of 40 images atypical (first job)")

@@ -11,6 +11,7 @@ _SCRIPT = r"""
 import json, sys
 import numpy as np, jax
 from dsplit_jax import configs, data, pipeline
+from experiments import check_job_map
 config = configs.get_preset("test"); config.loop = "host"
 config.ae.steps = config.ae.chunk_steps = config.train.steps = config.train.chunk_steps = 10
 x, y = data.load("mnist", "train", sys.argv[1])
@@ -18,16 +19,11 @@ images = np.concatenate([x[y == c][:30] for c in (0, 1)] + [x[y == 2][:10]]).ast
 idx = np.zeros((3, 30), np.int32)
 idx[0] = np.arange(30); idx[1] = np.arange(30, 60); idx[2, :10] = np.arange(60, 70)
 count = np.array([30, 30, 10], np.int32)
-keys = data.job_keys([0, 1, 0], [0, 1, 2])
+jobs = check_job_map.stacked_jobs(images, idx, count, classes=[0, 1, 2], seeds=[0, 1, 0])
 programs = pipeline.make_programs(config, images.shape[1:])
 
 def run(rows):
-  ae = pipeline.fit_autoencoders(programs, images, idx[rows], count[rows], keys[rows])
-  ssim = pipeline.ssim_of(programs, ae, images, idx[rows])
-  splits = pipeline.split(config, ssim, idx[rows], count[rows])
-  params = pipeline.fit_classifiers(programs, "dsplit", images, idx[rows], count[rows], splits,
-                                    keys[rows])
-  return pipeline.classifier_scores(programs, params, images)
+  return check_job_map.fit_and_score(programs, jobs, rows, images)[0]
 
 if jax.device_count() == 1:  # One job at a time: what each of four devices computes.
   scores = np.concatenate([run([j]) for j in range(3)])

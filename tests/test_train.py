@@ -15,6 +15,7 @@ from dsplit_jax import methods
 from dsplit_jax import pipeline
 from dsplit_jax import split
 from dsplit_jax import train
+from experiments import check_job_map
 
 PAD = -1.0  # Lower than any SSIM: padded entries must still never be picked.
 
@@ -104,15 +105,21 @@ def programs():
   return pipeline.make_programs(_config(), (28, 28, 1))
 
 
-def _fit(programs, pool, rows, classes, ckpt_dir=None, progress=None, method="dsplit"):
+def _jobs(pool, rows, classes):
+  """Jobs of seed 0 and `classes` on the rows `rows` of `pool` (images, idx, count)."""
   images, idx, count = pool
-  keys = data.job_keys([0] * len(rows), classes)
-  ae = pipeline.fit_autoencoders(programs, images, idx[rows], count[rows], keys)
-  ssim = pipeline.ssim_of(programs, ae, images, idx[rows])
-  splits = pipeline.split(programs.config, ssim, idx[rows], count[rows])
-  params = pipeline.fit_classifiers(programs, method, images, idx[rows], count[rows], splits,
-                                    keys, ckpt_dir=ckpt_dir, progress=progress)
-  return params, pipeline.classifier_scores(programs, params, images)
+  return check_job_map.stacked_jobs(images, idx[rows], count[rows], classes,
+                                    [0] * len(rows))
+
+
+def _fit(programs, pool, rows, classes, ckpt_dir=None, progress=None, method="dsplit"):
+  jobs = _jobs(pool, rows, classes)
+  ae = pipeline.fit_autoencoders(programs, jobs)
+  ssim = pipeline.ssim_of(programs, ae, jobs)
+  splits = pipeline.split(programs.config, ssim, jobs)
+  params = pipeline.fit_classifiers(programs, jobs, method, splits, ckpt_dir=ckpt_dir,
+                                    progress=progress)
+  return params, pipeline.classifier_scores(programs, params, jobs.pool)
 
 
 @pytest.fixture(scope="module")
@@ -196,9 +203,9 @@ def test_padded_indices_never_change_a_result(programs, pool, reference):
 
 def test_stuck_autoencoders_are_trained_again_and_the_others_untouched(programs, pool,
                                                                        monkeypatch):
-  images, idx, count = pool
-  keys = data.job_keys([0, 0], [0, 1])
-  first = pipeline.fit_autoencoders(programs, images, idx, count, keys)
+  images = pool[0]
+  jobs = _jobs(pool, [0, 1], [0, 1])
+  first = pipeline.fit_autoencoders(programs, jobs)
   config = _config()
   config.ae.restarts = 2
   lines = []
@@ -206,9 +213,8 @@ def test_stuck_autoencoders_are_trained_again_and_the_others_untouched(programs,
   # Job 0 looks stuck after the first try, no job after the second.
   answers = iter([np.array([2.1, 0.2]), np.array([0.2, 0.2])])
   monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: next(answers))
-  again = pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]), images,
-                                    idx, count, keys, progress=progress,
-                                    names=["class 0 seed 0", "class 1 seed 0"])
+  again = pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]), jobs,
+                                    progress=progress)
   for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again)):
     np.testing.assert_array_equal(a[1], b[1])   # a job that trained is not touched
     assert a[0].shape == b[0].shape
@@ -225,9 +231,8 @@ def test_stuck_autoencoders_are_trained_again_and_the_others_untouched(programs,
   config.ae.restarts = 1
   lines.clear()
   monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: np.array([0.2, 2.3]))
-  pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]), images, idx,
-                            count, keys, progress=progress,
-                            names=["class 0 seed 0", "class 1 seed 0"])
+  pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]), jobs,
+                            progress=progress)
   assert [l for l in lines if "stuck" in l] == [
       "[autoencoder] stuck on a plateau (reconstruction MSE / mean image's MSE > 1): "
       "class 1 seed 0 (2.30); training them again from a new start (1 of 1)",
@@ -243,8 +248,8 @@ def test_a_restart_starts_at_the_mean_pixels_logit(pool, monkeypatch):
   config.ae.steps, config.ae.restarts = 0, 1  # params = the start of each try
   answers = iter([np.array([2.1, 0.2]), np.array([0.2, 0.2])])
   monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: next(answers))
-  params = pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]), images,
-                                     idx, count, data.job_keys([0, 0], [0, 1]))
+  params = pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]),
+                                     _jobs(pool, [0, 1], [0, 1]))
   bias = np.asarray(params["params"]["deconv1"]["bias"])
   p = np.asarray(train.mean_pixel(images, idx[0], count[0]))
   np.testing.assert_allclose(bias[0], np.log(p) - np.log1p(-p), rtol=1e-5)
@@ -254,8 +259,8 @@ def test_a_restart_starts_at_the_mean_pixels_logit(pool, monkeypatch):
   # restart's program above, so nothing new to compile).
   config.ae.output_bias, config.ae.restarts = "mean_logit", 0
   monkeypatch.setattr(pipeline, "plateau_ratios", lambda *a: np.array([0.2]))
-  params = pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]), images,
-                                     idx[1:], count[1:], data.job_keys([0], [1]))
+  params = pipeline.fit_autoencoders(pipeline.make_programs(config, images.shape[1:]),
+                                     _jobs(pool, [1], [1]))
   p = np.asarray(train.mean_pixel(images, idx[1], count[1]))
   np.testing.assert_allclose(params["params"]["deconv1"]["bias"][0], np.log(p) - np.log1p(-p),
                              rtol=1e-5)
@@ -269,9 +274,9 @@ def test_an_untrained_autoencoder_counts_as_stuck(pool):
   config = _config()
   config.ae.steps = 0
   programs = pipeline.make_programs(config, images.shape[1:])
-  untrained = pipeline.fit_autoencoders(programs, images, idx, count,
-                                        data.job_keys([0, 0], [0, 1]))
-  ratios = pipeline.plateau_ratios(programs, untrained, images, idx, count)
+  jobs = _jobs(pool, [0, 1], [0, 1])
+  untrained = pipeline.fit_autoencoders(programs, jobs)
+  ratios = pipeline.plateau_ratios(programs, untrained, jobs)
   assert ratios.shape == (2,) and np.all(ratios > config.ae.plateau_ratio), ratios
 
 
