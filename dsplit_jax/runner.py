@@ -36,14 +36,10 @@ from dsplit_jax import workdir as workdir_lib
 from dsplit_jax.baselines import classical
 from dsplit_jax.baselines import dsvdd
 
-def _run_fields(config) -> dict:
-  """What a run dir is made by: its config's hashed fields and the method."""
-  return dict(configs.hashed_fields(config), method=config.method)
-
 
 def check_run_dir(run_dir, config):
   """A run dir belongs to one config: resuming with another would mix two runs."""
-  records.check_run_dir(run_dir, dict(fields, method=config.method))
+  records.check_run_dir(run_dir, dict(configs.hashed_fields(config), method=config.method))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, progress=None) -> list[dict]:
