@@ -95,6 +95,9 @@ def over_jobs(fn, in_axes, *, donate: bool = False, mapping: str = "vmap"):
   """
   if mapping not in ("vmap", "map"):
     raise ValueError(f"job_map must be auto, map or vmap, got {mapping!r}")
+  # The compiled program keeps the function's name (sequential_vmap's wrapper has none):
+  # compilation events and profiles name what was compiled.
+  name = getattr(getattr(fn, "func", fn), "__name__", "job_fn")
   if mapping == "map":
     fn = jax.custom_batching.sequential_vmap(fn)
   vmapped = jax.vmap(fn, in_axes=in_axes)
@@ -102,7 +105,9 @@ def over_jobs(fn, in_axes, *, donate: bool = False, mapping: str = "vmap"):
     specs = tuple(P("jobs") if a == 0 else P() for a in in_axes)
     vmapped = jax.shard_map(vmapped, mesh=_mesh(), in_specs=specs, out_specs=P("jobs"),
                             check_vma=False)
-  return jax.jit(vmapped, donate_argnums=(0,) if donate else ())
+  mapped = functools.wraps(vmapped)(lambda *args: vmapped(*args))
+  mapped.__name__ = mapped.__qualname__ = name
+  return jax.jit(mapped, donate_argnums=(0,) if donate else ())
 
 
 def compiled_chunk(body, inputs: dict, steps: int, mode: str, mapping: str = "vmap"):

@@ -61,7 +61,7 @@ def test_scoring_1_7_and_1000_images_compiles_once():
     assert clf.score(_images(7)).shape == (7,)
     assert clf.score(_images(1000)).shape == (1000,)
     assert clf.decision_function(_images(3)).shape == (3,)
-  assert [n for n in first.names if "classifier_scores" in n] == ["jit(classifier_scores)"]
+  assert [n for n in first.names if "classifier_scores" in n] == ["jit(classifier_scores)"], first.names
   assert later.names == []  # nothing compiled again: not the scorer, not a transfer
 
 

@@ -105,7 +105,7 @@ def command(monkeypatch, capsys):
   fail the test; returns (exit code, stdout, stderr)."""
   def reached(*a, **k):
     pytest.fail("work started despite a bad value")
-  for module, name in ((pipeline, "make_programs"), (runner, "_fit"),
+  for module, name in ((pipeline, "make_programs"), (runner, "_networks"),
                        (data, "load_jobs"), (data, "load"), (runner, "run")):
     monkeypatch.setattr(module, name, reached)
 
