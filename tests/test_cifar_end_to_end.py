@@ -20,6 +20,7 @@ import pytest
 
 from test_data import replace_datasets
 from test_data import write_cifar
+from test_extension_points import main_exit_code
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 12, 4
 
@@ -68,18 +69,8 @@ def _as_child():
 
 def _cli_in_process(*args) -> int:
   """`python -m dsplit_jax.main ARGS` in this process (as `_run`'s child): its exit code."""
-  from absl import flags
-  from dsplit_jax import main as main_lib
   with _as_child():
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["main", *args])
-    try:
-      main_lib.main(["main"])
-    except SystemExit as e:
-      return e.code
-    finally:
-      flags.FLAGS.unparse_flags()
-  raise AssertionError("dsplit_jax.main.main returned instead of exiting")
+    return main_exit_code(*args)
 
 
 def _records(workdir):

@@ -67,7 +67,7 @@ def toy_root(tmp_path, monkeypatch):
   return root
 
 
-def _main(*args) -> int:
+def main_exit_code(*args) -> int:
   """`python -m dsplit_jax.main ARGS` in this process: its exit code."""
   flags.FLAGS.unparse_flags()
   flags.FLAGS(["main", *args])
@@ -82,7 +82,7 @@ def _main(*args) -> int:
 
 def test_a_toy_method_on_a_toy_dataset_end_to_end(toy_root, tmp_path):
   work = tmp_path / "work"
-  assert _main("--preset=test", "--dataset=toy_shapes", "--normal_class=1",
+  assert main_exit_code("--preset=test", "--dataset=toy_shapes", "--normal_class=1",
                "--method=toy_nn", f"--data_dir={toy_root}", f"--workdir={work}") == 0
   recs = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
   assert [(r["dataset"], r["method"], r["normal_class"]) for r in recs] == [
@@ -99,7 +99,7 @@ def test_the_toy_datasets_counts_are_checked(toy_root, tmp_path, capsys):
   _write(toy_root / "toy_shapes", TRAIN_PER_CLASS, "train", np.random.default_rng(1),
          extra_of_class0=1)
   work = tmp_path / "work"
-  assert _main("--preset=test", "--dataset=toy_shapes", "--normal_class=1",
+  assert main_exit_code("--preset=test", "--dataset=toy_shapes", "--normal_class=1",
                "--method=toy_nn", f"--data_dir={toy_root}", f"--workdir={work}") != 0
   error = capsys.readouterr().err.strip().splitlines()[-1]
   assert error.startswith(f"error: {toy_root / 'toy_shapes'}: the train split has 19 "
