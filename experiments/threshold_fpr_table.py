@@ -36,13 +36,14 @@ def main(paths):
       n_train, n_test = int(r["n_train"]), int(r["n_test"])
       n_fit = round(h * n_train) if h > 0 else n_train
       fit_h = float(r.get("fit_holdout") or h)
-      groups[(r["dataset"], r["method"], h, fit_h, c)].append(
+      where = r.get("evaluated_on") or "test"
+      groups[(r["dataset"], r["method"], where, h, fit_h, c)].append(
           (float(r["observed_fpr"]), _sampling_se(c, n_test, n_fit)))
-  print("| dataset | method | threshold on | nominal FPR | observed FPR, mean over classes "
+  print("| dataset | method | normal images scored | threshold on | nominal FPR | observed FPR, mean over classes "
         "| largest gap (points) | classes within 2 points | expected within (sampling) "
         "| chi-square p |")
-  print("|---|---|---|---|---|---|---|---|---|")
-  for (ds, m, h, fit_h, c), rows in sorted(groups.items()):
+  print("|---|---|---|---|---|---|---|---|---|---|")
+  for (ds, m, scored, h, fit_h, c), rows in sorted(groups.items()):
     fprs = np.array([f for f, _ in rows])
     se = np.array([s for _, s in rows])
     gaps = fprs - c
@@ -52,7 +53,8 @@ def main(paths):
     where = "training scores (PyOD)" if h == 0 else f"held-out {h:g}"
     if h == 0 and fit_h > 0:
       where += f", the held-out {fit_h:g} fit"
-    print(f"| {ds} | {m} | {where} | {100 * c:g}% | {100 * fprs.mean():.1f}% "
+    scored = "unseen training" if scored == "train_unseen" else scored
+    print(f"| {ds} | {m} | {scored} | {where} | {100 * c:g}% | {100 * fprs.mean():.1f}% "
           f"| {100 * np.abs(gaps).max():.1f} | {within}/{len(rows)} | {expected:.1f} "
           f"| {p:.2g} |")
 
