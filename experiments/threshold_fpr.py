@@ -70,7 +70,7 @@ def _rules(clf, n_fit, same_fit):
   return rules
 
 
-def main():
+def main(argv=None):
   p = argparse.ArgumentParser()
   p.add_argument("--datasets", default="mnist,fashion_mnist")
   p.add_argument("--methods", default="iforest,ocsvm")
@@ -84,7 +84,7 @@ def main():
   p.add_argument("--same_fit", action="store_true",
                  help="one fit per class; both rules from it (see the module's text)")
   p.add_argument("--out", default="experiments/threshold_fpr.csv")
-  a = p.parse_args()
+  a = p.parse_args(argv)
   cont = [float(c) for c in a.contaminations.split(",")]
   holdouts = [float(h) for h in a.holdouts.split(",")]
   if a.same_fit:

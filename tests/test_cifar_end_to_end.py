@@ -98,6 +98,7 @@ def _ocsvm_all_classes(data_dir, workdir):
   return {r["normal_class"]: r["auc"] for r in _records(workdir)}
 
 
+@pytest.mark.long
 def test_every_method(cifar_root, tmp_path):
   # The one true child process of this file: the command line's exit code.
   out = _run("dsplit_jax.main", "--preset=test", "--dataset=cifar10", "--normal_class=0",

@@ -1,5 +1,7 @@
 """Shapes and ranges of the paper's networks on both input sizes."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,7 +73,8 @@ def test_cpu_and_paper_widths_are_alexnet_order():
   assert tuple(paper.conv_features) == (96, 256, 384, 384, 256)
   assert tuple(paper.dense_features) == (4096, 4096)
   net = train.make_classifier(configs.get_preset("cpu"))
-  params = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)), method=net.init_all)
+  params = jax.eval_shape(functools.partial(net.init, method=net.init_all),
+                          jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)))
   # Pinned so that a change of the cpu network is a deliberate one (BUILD_NOTES layer table).
   assert sum(x.size for x in jax.tree.leaves(params)) == 95_042  # dense distance head
 
@@ -283,7 +286,8 @@ def _count(tree):
 
 def test_authors_classifier_has_the_authors_layer_shapes_and_parameter_count():
   net = train.make_classifier(_authors_config())
-  v = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 32, 32, 3)), method=net.init_all)
+  init = functools.partial(net.init, method=net.init_all)  # shapes only: nothing runs
+  v = jax.eval_shape(init, jax.random.PRNGKey(0), jnp.zeros((2, 32, 32, 3)))
   assert _count(v["params"]) == 520_880 + 1_984 + 557_698
   assert _count(v["batch_stats"]) == 1_984
   f = v["params"]["features"]
@@ -296,7 +300,7 @@ def test_authors_classifier_has_the_authors_layer_shapes_and_parameter_count():
   assert f["dense2"]["kernel"].shape == (256, 128)    # z
   assert v["params"]["distance"]["dense"]["kernel"].shape == (128, 1)
   # 28 x 28 inputs are padded by one after the second pooling (7 -> 9): 2 x 2 again.
-  v28 = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)), method=net.init_all)
+  v28 = jax.eval_shape(init, jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)))
   assert v28["params"]["features"]["dense1"]["kernel"].shape == (2048, 256)
   assert _count(v28["params"]) == _count(v["params"]) - 9 * 2 * 16
 
@@ -325,18 +329,20 @@ def test_authors_classifier_scores_with_running_statistics_and_no_dropout():
 def test_authors_autoencoder_shapes_and_parameter_count():
   # build_ae on 32x32x3: encoder 97,560, code 16,512, decoder 88,128, output 435 and
   # BatchNorm scale and offset on 16+32+64+128+128+64+64+32+16 channels: 1,088.
+  # Shapes only (jax.eval_shape): nothing is compiled or run.
   config = _authors_config()
   ae = train.make_autoencoder(config, (32, 32, 3))
-  v = ae.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+  v = jax.eval_shape(ae.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
   assert _count(v["params"]) == 97_560 + 16_512 + 88_128 + 435 + 1_088
   assert _count(v["batch_stats"]) == 1_088
   assert v["params"]["conv_code"]["kernel"].shape == (1, 1, 128, 128)
   ae28 = train.make_autoencoder(config, (28, 28, 1))
-  v28 = ae28.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
-  assert ae28.apply(v28, jnp.full((2, 28, 28, 1), 0.5)).shape == (2, 28, 28, 1)
+  v28 = jax.eval_shape(ae28.init, jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
+  out = jax.eval_shape(ae28.apply, v28, jnp.full((2, 28, 28, 1), 0.5))
+  assert out.shape == (2, 28, 28, 1)
   with pytest.raises(ValueError, match="28 or a multiple of 16"):
-    train.make_autoencoder(config, (36, 36, 3)).init(jax.random.PRNGKey(0),
-                                                     jnp.zeros((1, 36, 36, 3)))
+    jax.eval_shape(train.make_autoencoder(config, (36, 36, 3)).init,
+                   jax.random.PRNGKey(0), jnp.zeros((1, 36, 36, 3)))
 
 
 def test_kernel_l2_covers_every_kernel_but_the_skipped_modules():

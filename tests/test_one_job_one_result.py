@@ -1,6 +1,7 @@
 """A (class, seed) job gives the same scores whether it runs alone or beside others."""
 
 import numpy as np
+import pytest
 
 from dsplit_jax import configs
 from dsplit_jax import data
@@ -8,6 +9,7 @@ from dsplit_jax import pipeline
 from experiments import check_job_map
 
 
+@pytest.mark.long
 def test_a_job_alone_equals_the_job_beside_others(mnist_dir):
   # The `cpu` preset's networks and optimiser at a short budget, its default job_map on
   # CPU ("map"). With "vmap" digit 0 differed by up to 0.24 in its scores (test preset,

@@ -128,6 +128,7 @@ class _Quiet:
     pass
 
 
+@pytest.mark.long
 def test_the_runner_selects_from_saved_checkpoint_scores_and_keeps_the_final_auc(tmp_path):
   plain, _ = _run(tmp_path, "plain", [])
   curves, _ = _run(tmp_path, "curves", ["eval.curves=True", "eval.every=10"])

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 _SCRIPT = r"""
 import json, sys
@@ -41,6 +42,7 @@ def _run(devices, mnist_dir):
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.long
 def test_sharded_over_four_devices_equals_one_device(mnist_dir):
   one, four = _run(1, mnist_dir), _run(4, mnist_dir)
   assert one["devices"] == 1 and four["devices"] == 4

@@ -310,10 +310,11 @@ def test_pair_losses_average_over_exactly_the_chosen_pairs(pairs):
   chosen = list(zip(*train.pair_indices(6, pairs)))
   softplus = lambda v: float(jax.nn.softplus(v))
   kw = dict(model=model, tx=tx, weight_decay=0.0, pairs=pairs)
-  _, m = train.pair_step(state, x, name="closeness", target=0.0, **kw)
+  step = jax.jit(functools.partial(train.pair_step, **kw), static_argnames=("name", "target"))
+  _, m = step(state, x, name="closeness", target=0.0)
   np.testing.assert_allclose(m["closeness"], np.mean([softplus(logits[p]) for p in chosen]),
                              rtol=1e-5)
-  _, m = train.pair_step(state, x, name="dispersion", target=1.0, **kw)
+  _, m = step(state, x, name="dispersion", target=1.0)
   np.testing.assert_allclose(m["dispersion"], np.mean([softplus(-logits[p]) for p in chosen]),
                              rtol=1e-5)
 
@@ -331,11 +332,14 @@ def test_dropout_reaches_every_loss_and_only_with_a_rate():
     config.model.dropout = dropout
     model = train.make_classifier(config)
     tx = train.optimizer(config.train)
-    state = train.init_classifier_state(jax.random.PRNGKey(1), model=model, tx=tx,
-                                        image_shape=(28, 28, 1))
-    return train.classifier_body(state, 0, jax.random.PRNGKey(2), split_, idx,
-                                 jnp.int32(12), pool, model=model, tx=tx, config=config,
-                                 method="dsplit")
+
+    @jax.jit  # one program, not one per operation
+    def step(key):
+      state = train.init_classifier_state(key, model=model, tx=tx, image_shape=(28, 28, 1))
+      return train.classifier_body(state, 0, jax.random.PRNGKey(2), split_, idx,
+                                   jnp.int32(12), pool, model=model, tx=tx, config=config,
+                                   method="dsplit")
+    return step(jax.random.PRNGKey(1))
 
   plain_state, plain = one_step(0.0)
   dropped_state, dropped = one_step(0.5)
@@ -430,6 +434,7 @@ def test_the_epochs_schedule_runs_one_epoch_of_each_loss_in_turn():
   assert set(m) == {"intra_class"} and np.isfinite(float(m["intra_class"]))
 
 
+@pytest.mark.long
 def test_a_bfloat16_run_of_the_test_preset_trains_with_finite_losses_and_close_scores():
   """model.dtype=bfloat16 end to end: finite losses, and scores that rank new images as
   float32's do. Normal images are discs, anomalies noise; measured: Spearman 0.98 between
@@ -467,15 +472,20 @@ def test_a_bfloat16_run_of_the_test_preset_trains_with_finite_losses_and_close_s
 
 def _balanced_step(method, steps=2):
   config = configs.load("authors", ["dataset=cifar10"])
+  # Narrow layers: the counters and which parameters move do not depend on the widths,
+  # and the authors' widths take a minute to compile.
+  config.model.conv_features, config.model.dense_features = (4, 8, 8, 8, 8), (16, 16)
   pool = jax.random.uniform(jax.random.PRNGKey(0), (300, 32, 32, 3))
   idx = jnp.arange(300)
   split_ = split.Split(typical_idx=idx[:270], typical_count=jnp.int32(270),
                        atypical_idx=idx[270:], atypical_count=jnp.int32(30))
   model = train.make_classifier(config)
   tx = train.optimizer(config.train)
-  state = train.init_classifier_state(jax.random.PRNGKey(1), model=model, tx=tx,
-                                      image_shape=(32, 32, 3),
-                                      names=train.optimizer_names(config))
+  # One compiled initialisation, not one small program per kernel shape.
+  init = jax.jit(functools.partial(train.init_classifier_state, model=model, tx=tx,
+                                   image_shape=(32, 32, 3),
+                                   names=train.optimizer_names(config)))
+  state = init(jax.random.PRNGKey(1))
   first = state
   body = jax.jit(functools.partial(train.classifier_body, model=model, tx=tx,
                                    config=config, method=method))

@@ -45,6 +45,7 @@ def test_networks_have_no_bias_and_torch_sizes(net, shape, encoder_params):
 
 @pytest.mark.parametrize("net,shape", [("mnist_lenet", (16, 28, 28, 1)),
                                        ("cifar10_lenet", (16, 32, 32, 3))])
+@pytest.mark.long
 def test_both_conv_impls_are_the_same_network(net, shape):
   # model.conv_impl switches every network's convolutions (layers.conv_modules) between
   # im2col matrix products, lax.conv and broadcast multiply-adds (taps): the same
@@ -136,6 +137,7 @@ def _random_jobs():
   return pool, idx, counts, keys, test, affine
 
 
+@pytest.mark.long
 def test_vmapped_jobs_equal_single_jobs():
   # Batch 64 leaves partial batches (150 = 2*64 + 22, 110 = 64 + 46) and
   # the second job one empty step, so masking and skipping are exercised.

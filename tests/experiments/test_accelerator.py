@@ -20,6 +20,7 @@ def _run(out, mnist_dir, *extra):
                            f"--mnist_dir={mnist_dir}", *extra])
 
 
+@pytest.mark.long
 def test_rehearsal_writes_records_and_summary_then_skips_what_does_not_fit(tmp_path,
                                                                           mnist_dir):
   out = tmp_path / "out"

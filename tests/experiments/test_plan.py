@@ -33,6 +33,7 @@ def planned(tmp_path_factory):
   return _plan(tmp_path_factory.mktemp("plan"), 8)
 
 
+@pytest.mark.long
 def test_figures_are_positive_on_four_devices(planned):
   out, stdout = planned
   assert out["devices"] == 4 and out["jobs_per_device"] == 2
@@ -49,6 +50,7 @@ def test_figures_are_positive_on_four_devices(planned):
   assert "PREDICTED wall time" in stdout and "PLAN (compile only" in stdout
 
 
+@pytest.mark.long
 def test_figures_grow_with_the_job_count(planned):
   out, _ = planned
   small = out["second_job_count"]
@@ -64,6 +66,7 @@ def test_figures_grow_with_the_job_count(planned):
   assert out["memory_model"]["per_job"] > 0
 
 
+@pytest.mark.long
 def test_table1_totals_and_targets(planned):
   out, _ = planned
   parts = out["table1_flops"]
