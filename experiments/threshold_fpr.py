@@ -85,6 +85,8 @@ def main(argv=None):
                  help="one fit per class; both rules from it (see the module's text)")
   p.add_argument("--out", default="experiments/threshold_fpr.csv")
   a = p.parse_args(argv)
+  if a.unseen < 0:
+    p.error(f"--unseen must be >= 0, got {a.unseen}")
   cont = [float(c) for c in a.contaminations.split(",")]
   holdouts = [float(h) for h in a.holdouts.split(",")]
   if a.same_fit:
